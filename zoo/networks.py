@@ -1,0 +1,64 @@
+"""Encoder and decoder backbones, chosen from the image shape.
+
+Images whose sides are at least 16 and even get a conv backbone that halves the side until it is
+at most 7 (28 -> 7, 32 -> 4, 64 -> 4); smaller images (8x8 digits) get an MLP. Both produce plain
+tensors; `zoo.distributions` turns them into distributions.
+"""
+
+import keras
+from keras import layers
+
+
+def _levels(side):
+    """How many stride-2 convs take `side` down to at most 7 (0 means: use an MLP)."""
+    if side < 16:
+        return 0
+    levels = 0
+    while side > 7 and side % 2 == 0:
+        side //= 2
+        levels += 1
+    return levels
+
+
+def _filters(level, width):
+    return min(width * 2**level, 4 * width)
+
+
+def encoder(input_shape, units, *, width=32, hidden=256, name="encoder"):
+    """Maps images `[B, H, W, C]` to `[B, units]` (e.g. the loc and raw scale of q(z|x)).
+
+    Args:
+        input_shape: `(H, W, C)`; C includes any label channels of a conditional model.
+        units: size of the output vector.
+        width: filters of the first conv level (doubled per level, up to 4x).
+        hidden: units of the MLP's hidden layers (MLP backbone only).
+    """
+    h, w, _ = input_shape
+    levels = _levels(min(h, w))
+    net = [keras.Input(input_shape)]
+    if levels == 0:
+        net += [layers.Flatten(), layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu")]
+    else:
+        for level in range(levels):
+            net += [layers.Conv2D(_filters(level, width), 3, strides=2, padding="same", activation="relu")]
+        net += [layers.Flatten()]
+    net += [layers.Dense(units)]
+    return keras.Sequential(net, name=name)
+
+
+def decoder(units, output_shape, *, width=32, hidden=256, name="decoder"):
+    """Maps `[B, units]` (z, plus a one-hot label when conditional) to raw image outputs `[B, H, W, C]`."""
+    h, w, c = output_shape
+    levels = _levels(min(h, w))
+    net = [keras.Input((units,))]
+    if levels == 0:
+        net += [layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
+                layers.Dense(h * w * c), layers.Reshape((h, w, c))]
+    else:
+        side_h, side_w = h // 2**levels, w // 2**levels
+        top = _filters(levels - 1, width)
+        net += [layers.Dense(side_h * side_w * top, activation="relu"), layers.Reshape((side_h, side_w, top))]
+        for level in reversed(range(levels)):
+            net += [layers.Conv2DTranspose(_filters(level, width), 3, strides=2, padding="same", activation="relu")]
+        net += [layers.Conv2D(c, 3, padding="same")]
+    return keras.Sequential(net, name=name)
