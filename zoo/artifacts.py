@@ -149,6 +149,7 @@ def _write_json_atomic(path, data):
             json.dump(data, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         os.remove(tmp)

@@ -19,6 +19,7 @@ import zoo
 from zoo import artifacts, data, evaluate
 
 HISTORY = "history.csv"
+BINARIZE = ("dynamic", "threshold", "none")
 
 
 class Progress(keras.callbacks.Callback):
@@ -54,7 +55,7 @@ def split_validation(x, y, fraction, seed):
 
 
 def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=128, latent_dim=16, learning_rate=1e-3,
-          seed=0, validation_split=0.1, patience=10, dynamic_binarization=True, nll_samples=500,
+          seed=0, validation_split=0.1, patience=10, binarize="dynamic", nll_samples=500,
           command=None, print_fn=print, **model_options):
     """Trains `variant` on `dataset` and writes a finished run directory to `out`.
 
@@ -64,8 +65,9 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=128, latent_
         dataset: a name from `zoo.data.names()` or a dataset file path.
         validation_split: fraction of the training split held out; the best weights on it are kept.
         patience: epochs without validation improvement before training stops early.
-        dynamic_binarization: sample binary pixels from the grey levels each epoch
-            (Bernoulli likelihood only).
+        binarize: how Bernoulli models see grey images: "dynamic" samples binary pixels from the
+            grey levels every epoch (a regulariser), "threshold" thresholds them at 0.5 (the
+            mnist5k-bin protocol), "none" trains on the grey levels.
         nll_samples: importance samples per image for the test NLL (0 skips it).
         model_options: further constructor arguments of the model (e.g. `prior="mog"`).
 
@@ -80,10 +82,15 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=128, latent_
     model = zoo.create(variant, input_shape=x.shape[1:], latent_dim=latent_dim, **model_options)
     (x_train, y_train), (x_val, y_val) = split_validation(x, y, validation_split, seed)
 
-    binarize = dynamic_binarization and model.likelihood == "bernoulli"
+    if binarize not in BINARIZE:
+        raise ValueError(f"Unknown binarize mode '{binarize}': expected one of {BINARIZE}.")
+    if model.likelihood != "bernoulli":
+        binarize = "none"
+    if binarize == "threshold":
+        x_train, x_val = data.binarize(x_train), data.binarize(x_val)
     labels = (lambda y: y) if cls.conditional else (lambda y: None)
     train_ds = data.pipeline(x_train, labels(y_train), batch_size=batch_size, shuffle=True, seed=seed,
-                             dynamic_binarization=binarize)
+                             dynamic_binarization=binarize == "dynamic")
     val_ds = data.pipeline(x_val, labels(y_val), batch_size=batch_size) if len(x_val) else None
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1), alpha=0.05)
@@ -115,7 +122,7 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=128, latent_
     return artifacts.write_manifest(
         out, variant=variant, config=model.get_config(), metrics=metrics,
         dataset={"name": dataset, "train": len(x_train), "validation": len(x_val), "test": len(x_test),
-                 "dynamic_binarization": binarize},
+                 "binarize": binarize},
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                   "schedule": "cosine", "seed": seed, "validation_split": validation_split,
                   "patience": patience, "command": command})
@@ -136,8 +143,9 @@ def build_parser(variant, description, defaults=None):
     parser.add_argument("--out", default=defaults["out"], help="run directory to write")
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
-    parser.add_argument("--no-dynamic-binarization", dest="dynamic_binarization", action="store_false",
-                        help="train on the grey levels instead of binary samples of them")
+    parser.add_argument("--binarize", choices=BINARIZE, default="dynamic",
+                        help="Bernoulli models: sample binary pixels from grey levels each epoch (dynamic), "
+                             "threshold them at 0.5, or train on grey levels (none)")
     parser.add_argument("--nll-samples", type=int, default=500,
                         help="importance samples per test image for the test NLL (0 skips it)")
     parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")

