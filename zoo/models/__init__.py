@@ -2,6 +2,7 @@
 
 from zoo.models.ae import AE
 from zoo.models.base import LatentVariableModel
+from zoo.models.cvae import CVAE
 from zoo.models.vae import VAE
 
-__all__ = ["AE", "LatentVariableModel", "VAE"]
+__all__ = ["AE", "CVAE", "LatentVariableModel", "VAE"]

@@ -1,0 +1,25 @@
+"""The conditional VAE (Sohn et al., 2015): ask the decoder for a "7"."""
+
+from zoo.models.vae import VAE
+from zoo.registry import register
+
+
+@register("cvae")
+class CVAE(VAE):
+    """A VAE conditioned on a class label y: q(z|x, y) and p(x|z, y), with p(z) = N(0, I).
+
+    The one-hot label joins the encoder input as extra channels and joins z at the decoder (the
+    base class does both whenever `num_classes` is set), so every signature takes `labels`.
+    Because y is given, z only has to carry the style (slant, thickness) of a digit.
+
+    Example:
+        model = zoo.create("cvae", input_shape=(28, 28, 1), latent_dim=16, num_classes=10)
+        sevens = model.sample(8, labels=[7] * 8)
+    """
+
+    conditional = True
+
+    def __init__(self, input_shape, latent_dim=16, num_classes=10, **kwargs):
+        if num_classes is None:
+            raise ValueError("A conditional VAE needs `num_classes` (the number of class labels), received None.")
+        super().__init__(input_shape, latent_dim, num_classes, **kwargs)
