@@ -54,7 +54,7 @@ def split_validation(x, y, fraction, seed):
     return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
 
 
-def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=128, latent_dim=16, learning_rate=1e-3,
+def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_dim=16, learning_rate=1e-3,
           seed=0, validation_split=0.1, patience=10, binarize="dynamic", nll_samples=500,
           command=None, print_fn=print, **model_options):
     """Trains `variant` on `dataset` and writes a finished run directory to `out`.
@@ -128,19 +128,24 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=128, latent_
                   "patience": patience, "command": command})
 
 
-def build_parser(variant, description, defaults=None):
-    """The recipe's command line; `defaults` overrides flag defaults (e.g. the dataset)."""
-    defaults = {"dataset": "mnist5k", "out": os.path.join("runs", variant), **(defaults or {})}
+def build_parser(variant, description, defaults=None, extra_options=()):
+    """The recipe's command line.
+
+    Args:
+        defaults: flag defaults that differ for this recipe, by destination (e.g. `latent_dim=10`).
+        extra_options: `(flag, argparse keyword arguments)` pairs for model flags; their values
+            go to the model's constructor (e.g. `("--beta", {"type": float, "default": 4.0})`).
+    """
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dataset", default=defaults["dataset"],
+    parser.add_argument("--dataset", default="mnist5k",
                         help=f"one of {', '.join(data.names())}, or a .npz file / IDX folder")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak of the cosine schedule")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=defaults["out"], help="run directory to write")
+    parser.add_argument("--out", default=os.path.join("runs", variant), help="run directory to write")
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
     parser.add_argument("--binarize", choices=BINARIZE, default="dynamic",
@@ -149,19 +154,16 @@ def build_parser(variant, description, defaults=None):
     parser.add_argument("--nll-samples", type=int, default=500,
                         help="importance samples per test image for the test NLL (0 skips it)")
     parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
-    parser.add_argument("--width", type=int, default=32, help="filters of the first conv level")
+    parser.add_argument("--width", type=int, default=64, help="filters of the first conv level")
+    for flag, options in extra_options:
+        parser.add_argument(flag, **options)
+    parser.set_defaults(**(defaults or {}))
     return parser
 
 
 def main(variant, description, argv=None, defaults=None, extra_options=()):
-    """Runs a recipe: parse flags, train, write the run. Returns the process exit code.
-
-    `extra_options` adds model flags: `(flag, type, default, help)` tuples whose values are
-    passed to the model's constructor.
-    """
-    parser = build_parser(variant, description, defaults)
-    for flag, kind, default, text in extra_options:
-        parser.add_argument(flag, type=kind, default=default, help=text)
+    """Runs a recipe: parse flags, train, write the run. Returns the process exit code."""
+    parser = build_parser(variant, description, defaults, extra_options)
     args = vars(parser.parse_args(argv))
     command = " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in
                                                                 (sys.argv[1:] if argv is None else argv)])

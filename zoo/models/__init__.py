@@ -2,7 +2,9 @@
 
 from zoo.models.ae import AE
 from zoo.models.base import LatentVariableModel
+from zoo.models.beta_vae import BetaVAE
 from zoo.models.cvae import CVAE
+from zoo.models.iwae import IWAE
 from zoo.models.vae import VAE
 
-__all__ = ["AE", "CVAE", "LatentVariableModel", "VAE"]
+__all__ = ["AE", "BetaVAE", "CVAE", "IWAE", "LatentVariableModel", "VAE"]

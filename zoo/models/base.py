@@ -38,7 +38,7 @@ class LatentVariableModel(keras.Model):
     conditional = False  # True: the recipe passes the dataset's number of classes as `num_classes`
 
     def __init__(self, input_shape, latent_dim=16, num_classes=None, likelihood="bernoulli", prior="normal",
-                 prior_components=10, width=32, hidden=256, **kwargs):
+                 prior_components=10, width=64, hidden=256, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = _check_shape(input_shape)
         self.latent_dim = _check_positive("latent_dim", latent_dim)
@@ -50,11 +50,8 @@ class LatentVariableModel(keras.Model):
         self.likelihood, self.prior_name, self.prior_components = likelihood, prior, int(prior_components)
         self.width, self.hidden = int(width), int(hidden)
 
-        extra = self.num_classes or 0
-        h, w, c = self.image_shape
-        self.encoder = networks.encoder((h, w, c + extra), self.encoder_units, width=self.width, hidden=self.hidden)
-        self.decoder = networks.decoder(self.latent_dim + extra, self.image_shape, width=self.width, hidden=self.hidden)
-        self.log_scale = (self.add_weight(shape=(c,), initializer="zeros", name="log_scale")
+        self.encoder, self.decoder = self.make_networks()
+        self.log_scale = (self.add_weight(shape=self.image_shape[-1:], initializer="zeros", name="log_scale")
                           if likelihood == "gaussian" else None)
         self.learned_prior = (dists.MixturePrior(self.latent_dim, self.prior_components, name="learned_prior")
                               if prior == "mog" else None)
@@ -62,6 +59,14 @@ class LatentVariableModel(keras.Model):
         self.built = True  # every weight exists now: load_model and export need no sample call
 
     # --- the model: q(z|x), p(x|z), p(z) -------------------------------------------------------
+
+    def make_networks(self):
+        """The encoder (images, plus label channels -> `encoder_units`) and decoder (z, plus label -> image)."""
+        extra = self.num_classes or 0
+        h, w, c = self.image_shape
+        encoder = networks.encoder((h, w, c + extra), self.encoder_units, width=self.width, hidden=self.hidden)
+        decoder = networks.decoder(self.latent_dim + extra, self.image_shape, width=self.width, hidden=self.hidden)
+        return encoder, decoder
 
     @property
     def encoder_units(self):
