@@ -1,5 +1,6 @@
 """Every registered model: built per backbone, trained a step, saved, reloaded, served."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -46,6 +47,7 @@ def test_train_step_reports_the_loss_terms(name, mnist_small):
     from zoo import data
 
     (x, y), _ = mnist_small
+    keras.utils.set_random_seed(0)
     model = build(name)
     model.compile(optimizer="adam")
     ds = data.pipeline(x[:64], y[:64] if model.num_classes else None, batch_size=32)

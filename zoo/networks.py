@@ -62,3 +62,45 @@ def decoder(units, output_shape, *, width=32, hidden=256, name="decoder"):
             net += [layers.Conv2DTranspose(_filters(level, width), 3, strides=2, padding="same", activation="relu")]
         net += [layers.Conv2D(c, 3, padding="same")]
     return keras.Sequential(net, name=name)
+
+
+def grid_shape(image_shape):
+    """The `(h, w)` grid of a spatial latent: the conv backbone's last feature map (28x28 -> 7x7),
+    or `(H // 4, W // 4)` (at least 1x1) for images small enough for the MLP backbone (8x8 -> 2x2)."""
+    h, w = image_shape[:2]
+    levels = _levels(min(h, w))
+    if levels == 0:
+        return max(h // 4, 1), max(w // 4, 1)
+    return h // 2**levels, w // 2**levels
+
+
+def spatial_encoder(input_shape, channels, *, width=32, hidden=256, name="encoder"):
+    """Maps images `[B, H, W, C]` to a grid of vectors `[B, h, w, channels]` (see `grid_shape`):
+    the conv backbone without its Flatten/Dense head, ending in a 1x1 conv; an MLP for small images."""
+    gh, gw = grid_shape(input_shape)
+    levels = _levels(min(input_shape[:2]))
+    net = [keras.Input(input_shape)]
+    if levels == 0:
+        net += [layers.Flatten(), layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
+                layers.Dense(gh * gw * channels), layers.Reshape((gh, gw, channels))]
+    else:
+        net += [layers.Conv2D(_filters(level, width), 3, strides=2, padding="same", activation="relu")
+                for level in range(levels)]
+        net += [layers.Conv2D(channels, 1)]
+    return keras.Sequential(net, name=name)
+
+
+def spatial_decoder(grid, output_shape, *, width=32, hidden=256, name="decoder"):
+    """Maps a grid of vectors `[B, h, w, D]` (`grid` is `(h, w, D)`) to raw image outputs `[B, H, W, C]`."""
+    h, w, c = output_shape
+    levels = _levels(min(h, w))
+    net = [keras.Input(tuple(grid))]
+    if levels == 0:
+        net += [layers.Flatten(), layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
+                layers.Dense(h * w * c), layers.Reshape((h, w, c))]
+    else:
+        net += [layers.Conv2D(_filters(levels - 1, width), 3, padding="same", activation="relu")]
+        net += [layers.Conv2DTranspose(_filters(level, width), 3, strides=2, padding="same", activation="relu")
+                for level in reversed(range(levels))]
+        net += [layers.Conv2D(c, 3, padding="same")]
+    return keras.Sequential(net, name=name)

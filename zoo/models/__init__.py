@@ -6,5 +6,6 @@ from zoo.models.beta_vae import BetaVAE
 from zoo.models.cvae import CVAE
 from zoo.models.iwae import IWAE
 from zoo.models.vae import VAE
+from zoo.models.vqvae import VQVAE
 
-__all__ = ["AE", "BetaVAE", "CVAE", "IWAE", "LatentVariableModel", "VAE"]
+__all__ = ["AE", "BetaVAE", "CVAE", "IWAE", "LatentVariableModel", "VAE", "VQVAE"]
