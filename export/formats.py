@@ -1,0 +1,42 @@
+"""The export formats: the file each writes, how, and the parity it must reach.
+
+Tolerances are on the `mean` images (in [0, 1]) against the SavedModel's `decode` signature.
+Float formats are held to their max abs error. Quantized int8 files are expected to differ per
+pixel, so they are held to their mean abs error instead (0.05, about 13 grey levels of 255), and
+the report adds their PSNR.
+"""
+
+import dataclasses
+import functools
+
+from export.to_onnx import write_onnx
+from export.to_tflite import write_tflite
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One export format.
+
+    Attributes:
+        filename: the file written into the run directory.
+        write: `write(serving_decoder, path, facts)`.
+        metric: "max_abs" or "mean_abs", the parity error held against `tolerance`.
+        tolerance: the largest acceptable error; a file above it is deleted.
+    """
+
+    filename: str
+    write: callable
+    metric: str
+    tolerance: float
+
+
+FORMATS = {
+    "onnx": Format("decoder.onnx", write_onnx, "max_abs", 1e-5),
+    "tflite": Format("decoder.tflite", functools.partial(write_tflite, quantization="none"), "max_abs", 1e-4),
+    "tflite-fp16": Format("decoder.fp16.tflite", functools.partial(write_tflite, quantization="fp16"),
+                          "max_abs", 1e-2),
+    "tflite-int8-dynamic": Format("decoder.int8-dynamic.tflite",
+                                  functools.partial(write_tflite, quantization="int8-dynamic"), "mean_abs", 0.05),
+    "tflite-int8": Format("decoder.int8.tflite", functools.partial(write_tflite, quantization="int8"),
+                          "mean_abs", 0.05),
+}

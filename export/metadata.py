@@ -1,0 +1,74 @@
+"""The facts an exported decoder carries, so that `export.runtime` needs nothing else to use it.
+
+ONNX files keep them in `metadata_props` and TFLite files in a sidecar `<file>.json` (the LiteRT
+interpreter cannot read a model's metadata). Every value is JSON: in `metadata_props` each is a
+JSON-encoded string.
+
+    variant       registered model name, e.g. "cvae"
+    latent_dim    size of z
+    num_classes   classes of a conditional decoder, or null
+    num_codes     codebook size of a decoder that takes `codes` (VQ-VAE), else absent
+    output_shape  [H, W, C] of one image
+    inputs        [{"name", "dtype", "shape"}], latent first, shape without the batch axis
+    outputs       output names ("mean", and "logits" for Bernoulli likelihoods)
+    prior         p(z) over the latent input, or null (an autoencoder has none):
+                  {"kind": "gaussian_mixture", "logits": [K], "loc": [K, D], "scale": [K, D]}
+                  (N(0, I) is one component), or for codes
+                  {"kind": "categorical", "probs": [h, w, K]} (one distribution per grid position)
+    zoo_version   version of the zoo that exported it
+"""
+
+import numpy as np
+import tensorflow_probability as tfp
+
+import zoo
+from export.serving import input_specs
+
+tfd = tfp.distributions
+
+
+def decoder_facts(model, manifest, decoder):
+    """The facts of `decoder` (the serving decoder of `model`), as a JSON-ready dict."""
+    specs = input_specs(decoder)
+    facts = {
+        "variant": manifest["variant"],
+        "latent_dim": int(model.latent_dim),
+        "num_classes": int(model.num_classes) if model.num_classes else None,
+        "output_shape": [int(s) for s in model.image_shape],
+        "inputs": specs,
+        "outputs": sorted(decoder.output.keys()),
+        "prior": prior_facts(model, specs[0]),
+        "zoo_version": zoo.__version__,
+    }
+    if "num_codes" in manifest.get("config", {}):
+        facts["num_codes"] = int(manifest["config"]["num_codes"])
+    return facts
+
+
+def prior_facts(model, latent):
+    """p(z) as parameters the runtime samples from in numpy (so `generate` follows a learned prior
+    too), or None when the model has no prior or it is not over the decoder's `latent` input.
+
+    Args:
+        model: the zoo model.
+        latent: the spec of the decoder's latent input (`{"name", "dtype", "shape"}`).
+    """
+    try:
+        prior = model.prior()
+    except ValueError:  # an autoencoder has no prior
+        return None
+    floating = latent["dtype"].startswith("float")
+    inner = getattr(prior, "distribution", None)
+    if floating and isinstance(prior, tfd.MixtureSameFamily):
+        logits, normal = prior.mixture_distribution.logits_parameter(), prior.components_distribution.distribution
+    elif floating and isinstance(inner, tfd.Normal):
+        logits, normal = np.zeros([1]), inner
+    elif not floating and isinstance(inner, tfd.Categorical):
+        return {"kind": "categorical", "probs": np.asarray(inner.probs_parameter(), np.float64).tolist()}
+    else:
+        return None
+    shape = [len(logits), model.latent_dim]
+    loc = np.broadcast_to(np.asarray(normal.loc, np.float64), shape)
+    scale = np.broadcast_to(np.asarray(normal.scale, np.float64), shape)
+    return {"kind": "gaussian_mixture", "logits": np.asarray(logits, np.float64).tolist(), "loc": loc.tolist(),
+            "scale": scale.tolist()}

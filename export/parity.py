@@ -1,0 +1,55 @@
+"""Parity: does an exported file decode like the run's SavedModel?
+
+Each file is run through `export.runtime` (exactly as apps run it) on fixed random inputs, at two
+batch sizes (1, and an odd size that catches a batch axis frozen at export), and its `mean`
+images are compared with the SavedModel's `decode` signature on the same inputs.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from export.runtime import load_decoder, sample_inputs
+
+BATCH_SIZES = (1, 33)
+SEED = 0
+
+
+def reference_decoder(saved_model_dir):
+    """The SavedModel's `decode` signature as a function: named numpy inputs -> mean images."""
+    decode = tf.saved_model.load(saved_model_dir).signatures["decode"]
+    return lambda inputs: decode(**{name: tf.constant(value) for name, value in inputs.items()})["mean"].numpy()
+
+
+def check(path, reference, metric, tolerance):
+    """Compares the exported file at `path` with `reference` (see `reference_decoder`).
+
+    Args:
+        path: an exported `.onnx` / `.tflite` file.
+        reference: named numpy inputs -> reference mean images.
+        metric: "max_abs" or "mean_abs", the error held against `tolerance`.
+        tolerance: the largest acceptable error.
+
+    Returns:
+        A JSON-ready report: `max_abs`, `mean_abs`, `psnr_db` (None when exact; peak 1.0),
+        the `metric` and `tolerance`, `passed`, and the inputs used (`batch_sizes`, `seed`).
+    """
+    decoder = load_decoder(path, providers=["CPUExecutionProvider"])
+    errors = []
+    for i, batch in enumerate(BATCH_SIZES):
+        inputs = sample_inputs(decoder.facts, batch, seed=SEED + i)
+        latent, *labels = (inputs[spec["name"]] for spec in decoder.facts["inputs"])
+        errors.append(np.abs(decoder.decode(latent, *labels) - reference(inputs)).ravel())
+    errors = np.concatenate(errors).astype(np.float64)
+    report = {"max_abs": float(errors.max()), "mean_abs": float(errors.mean()),
+              "psnr_db": psnr(errors), "metric": metric, "tolerance": tolerance,
+              "batch_sizes": list(BATCH_SIZES), "seed": SEED}
+    report["passed"] = bool(report[metric] <= tolerance)
+    return report
+
+
+def psnr(errors, peak=1.0):
+    """Peak signal-to-noise ratio in dB of absolute errors on images in [0, peak]; None if exact."""
+    mse = float(np.mean(np.square(errors)))
+    return None if mse == 0 else round(10 * math.log10(peak**2 / mse), 2)

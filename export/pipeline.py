@@ -1,0 +1,102 @@
+"""Export a finished run's decoder: convert, check parity, keep what passes, record it.
+
+Each file is written to a hidden staging folder inside the run (`.export/`, which the manifest's
+inventory skips) and moved into place only after it passes parity, so a file over its tolerance,
+or a half-written one, is never left under its final name. A failing format also removes the file
+an earlier export left under that name, since it no longer matches the report.
+"""
+
+import os
+import shutil
+
+from export import parity
+from export.formats import FORMATS
+from export.metadata import decoder_facts
+from export.runtime import metadata_path
+from export.serving import serving_decoder
+from zoo import artifacts
+
+STAGING = ".export"
+
+
+class UnknownFormat(ValueError):
+    """An export format name that `FORMATS` does not have."""
+
+
+def parse_formats(formats):
+    """Format names from a comma-separated string or a sequence; `UnknownFormat` names the known ones."""
+    names = [name.strip() for name in (formats.split(",") if isinstance(formats, str) else formats)]
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        raise UnknownFormat(f"Unknown export format(s) {unknown or names}: expected names from {', '.join(FORMATS)}.")
+    return list(dict.fromkeys(names))
+
+
+def export_run(run_dir, formats=tuple(FORMATS), print_fn=print):
+    """Exports the decoder of the finished run `run_dir` in `formats` and records the result.
+
+    Args:
+        run_dir: a finished run directory (its `model.keras` and `saved_model/` are verified
+            against the manifest's checksums first).
+        formats: names from `FORMATS` (or one comma-separated string).
+        print_fn: where progress lines go.
+
+    Returns:
+        `{format: report}` as written under the manifest's `export` key: the file, its sha256 and
+        size when kept, and the parity report (`export.parity.check`).
+
+    Raises:
+        zoo.artifacts.RunError: not a finished run, or a checksum mismatch.
+        UnknownFormat: an unknown format (a ValueError).
+
+    Example:
+        report = export_run("runs/cvae", "onnx,tflite")
+        assert all(entry["passed"] for entry in report.values())
+    """
+    formats = parse_formats(formats)
+    manifest = artifacts.read_manifest(run_dir)
+    model = artifacts.load_model(run_dir)
+    for relpath in manifest["artifacts"]:
+        if relpath.startswith(artifacts.SAVED_MODEL_DIR + "/"):
+            artifacts.verify(run_dir, relpath)
+    reference = parity.reference_decoder(os.path.join(run_dir, artifacts.SAVED_MODEL_DIR))
+    decoder = serving_decoder(model)
+    facts = decoder_facts(model, manifest, decoder)
+
+    staging = os.path.join(run_dir, STAGING)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    report = {}
+    try:
+        for name in formats:
+            report[name] = _export_one(FORMATS[name], decoder, facts, reference, staging, run_dir)
+            print_fn(_summary(name, report[name]), flush=True)
+    finally:  # files already moved into the run are recorded even if a later conversion raised
+        shutil.rmtree(staging, ignore_errors=True)
+        if report:
+            artifacts.update_manifest(run_dir, export=report)
+    return report
+
+
+def _export_one(fmt, decoder, facts, reference, staging, run_dir):
+    """Writes one format, checks it, and moves it (and its sidecar) into the run if it passes."""
+    staged = os.path.join(staging, fmt.filename)
+    fmt.write(decoder, staged, facts)
+    result = {"file": fmt.filename, **parity.check(staged, reference, fmt.metric, fmt.tolerance)}
+    for filename in (fmt.filename, metadata_path(fmt.filename)):
+        source, target = os.path.join(staging, filename), os.path.join(run_dir, filename)
+        if result["passed"] and os.path.exists(source):
+            os.replace(source, target)
+        elif os.path.exists(target):
+            os.remove(target)
+    if result["passed"]:
+        target = os.path.join(run_dir, fmt.filename)
+        result.update(sha256=artifacts.sha256(target), bytes=os.path.getsize(target))
+    return result
+
+
+def _summary(name, result):
+    verdict = "ok" if result["passed"] else "FAILED, file removed"
+    size = f"  {result['bytes'] / 1024:.1f} KiB" if result["passed"] else ""
+    return (f"{name:20s} {result['file']:28s} {result['metric']} {result[result['metric']]:.2e} "
+            f"(tolerance {result['tolerance']:g})  {verdict}{size}")

@@ -1,0 +1,74 @@
+"""The serving decoder: the deterministic part of p(x|z) as a small functional Keras model.
+
+Exporters convert this model, not the zoo model: it has named inputs and outputs, no TFP objects
+and no Python-side checks, so ONNX and TFLite see one clean graph. Sampling (z ~ p(z)) stays
+outside it, in the caller (`export.runtime.Decoder.generate`).
+"""
+
+import keras
+import tensorflow as tf
+
+from export.codebook_lookup import CodebookLookup
+from export.one_hot import OneHot
+
+
+def serving_decoder(model):
+    """Returns the model's serving decoder: named inputs -> `{"mean"[, "logits"]}`.
+
+    A model with a codebook (`num_codes`, the VQ-VAE) gets `codes_decoder`, every other model
+    `latent_decoder`. A model whose decoder needs other inputs supplies its own by defining a
+    `serving_decoder()` method that returns such a functional model; it wins over both.
+
+    Args:
+        model: a `zoo` model (a `LatentVariableModel`).
+
+    Returns:
+        A functional `keras.Model` whose outputs equal the `decode` SavedModel signature's.
+    """
+    own = getattr(model, "serving_decoder", None)
+    if callable(own):
+        return own()
+    return codes_decoder(model) if getattr(model, "num_codes", None) else latent_decoder(model)
+
+
+def latent_decoder(model):
+    """The decoder of a Gaussian-latent model: `z` [B, D] (and int32 `labels` [B]) -> images.
+
+    Mirrors `LatentVariableModel.decode`: the one-hot label joins z before the backbone.
+    """
+    z = keras.Input((model.latent_dim,), name="z")
+    inputs, features = {"z": z}, z
+    if model.num_classes:
+        labels = keras.Input((), dtype="int32", name="labels")
+        inputs["labels"] = labels
+        features = keras.ops.concatenate([z, OneHot(model.num_classes)(labels)], axis=-1)
+    return _image_outputs(model, inputs, features)
+
+
+def codes_decoder(model):
+    """The decoder of a VQ-VAE: int32 `codes` [B, h, w] -> codebook vectors -> images."""
+    codes = keras.Input(model.grid_shape, dtype="int32", name="codes")
+    return _image_outputs(model, {"codes": codes}, CodebookLookup(model.codebook)(codes))
+
+
+def _image_outputs(model, inputs, features):
+    """The backbone on `features`; `mean` is `sigmoid(raw)` for both likelihoods (Bernoulli logits,
+    or the Gaussian's squashed mean), `logits` is served for Bernoulli only, as in the SavedModel."""
+    raw = model.decoder(features)
+    outputs = {"mean": keras.ops.sigmoid(raw)}
+    if model.likelihood == "bernoulli":
+        outputs["logits"] = raw
+    return keras.Model(inputs, outputs, name="serving_decoder")
+
+
+def input_signature(decoder):
+    """The export signature of a serving decoder: one dict argument of named `tf.TensorSpec`s
+    with a dynamic batch axis."""
+    return [{t.name: tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in decoder.inputs}]
+
+
+def input_specs(decoder):
+    """The decoder's inputs as plain facts, latent first: `[{"name", "dtype", "shape"}]` with the
+    batch axis left out of `shape`."""
+    specs = [{"name": t.name, "dtype": str(t.dtype), "shape": list(t.shape[1:])} for t in decoder.inputs]
+    return sorted(specs, key=lambda spec: spec["name"] == "labels")
