@@ -5,6 +5,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_a_temporary_folder(tmp_path_factory):
+    """Cached classifiers go to a test folder, not the user's ~/.cache/vae-zoo."""
+    os.environ["VAE_ZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
 # Shapes of the backbones: conv for 28x28x1, 64x64x1 and 32x32x3, MLP for 8x8x1.
 SHAPES = [(28, 28, 1), (64, 64, 1), (32, 32, 3), (8, 8, 1)]
 

@@ -58,7 +58,7 @@ def write_manifest(out, **fields):
     """Writes `manifest.json` last and atomically: `fields` (variant, config, dataset, metrics, ...)
     plus library versions and every artifact file with its sha256 and size."""
     manifest = {**fields, "versions": library_versions(), "artifacts": _inventory(out)}
-    _write_json_atomic(os.path.join(out, MANIFEST), manifest)
+    write_json_atomic(os.path.join(out, MANIFEST), manifest)
     return manifest
 
 
@@ -68,7 +68,7 @@ def update_manifest(run_dir, **sections):
     for key, value in sections.items():
         manifest[key] = {**manifest.get(key, {}), **value} if isinstance(value, dict) else value
     manifest["artifacts"] = _inventory(run_dir)
-    _write_json_atomic(os.path.join(run_dir, MANIFEST), manifest)
+    write_json_atomic(os.path.join(run_dir, MANIFEST), manifest)
     return manifest
 
 
@@ -142,7 +142,7 @@ def _inventory(out):
     return files
 
 
-def _write_json_atomic(path, data):
+def write_json_atomic(path, data):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".manifest.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

@@ -1,20 +1,36 @@
-"""Metrics of trained models.
+"""Metrics of trained models, and `python -m zoo.evaluate RUN_DIR`.
 
 The likelihood code works on *signature-style functions* (`encode(x[, labels]) -> {"loc", "scale"}`,
 `decode(z[, labels]) -> {"logits"}`, `prior_log_prob(z) -> {"log_prob"}`), so the same estimator
 scores a live model (`model_functions`) and a SavedModel's signatures (`saved_model_functions`).
+`evaluate_run` scores a finished run directory: it writes `metrics.json` and the pictures of
+`zoo.viz` into the run and records them in its manifest. The maths of the other metrics lives in
+`zoo.metrics`.
 """
+
+import argparse
+import json
+import os
+import shutil
+import sys
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+import zoo
+from zoo import artifacts, data
+
 tfd = tfp.distributions
+
+METRICS_FILE = "metrics.json"
+PICTURES_DIR = "pictures"
 
 
 def model_functions(model):
     """Signature-style functions of a live model, compiled with tf.function."""
-    return {name: tf.function(fn) for name, (fn, _) in model.serving_endpoints().items()}
+    return {name: tf.function(fn, input_signature=signature)
+            for name, (fn, signature) in model.serving_endpoints().items()}
 
 
 def saved_model_functions(path):
@@ -28,50 +44,215 @@ def saved_model_functions(path):
             "prior_log_prob": wrap("prior_log_prob", "z")}
 
 
-def importance_log_likelihood(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
-    """Importance-sampled log p(x) per image for Bernoulli-likelihood models (nats).
+def log_weight_terms(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
+    """The three terms of the importance weights of k samples z_i ~ q(z|x) per binary image.
 
-        log p(x) ~= logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k,   z_i ~ q(z|x)
+        log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)
 
-    This is the k-sample importance-weighted bound: at least the ELBO, and growing to log p(x)
-    as k grows. Images go through in chunks of at most `max_decodes` decoded samples, so memory
-    stays bounded whatever k is.
+    Images go through in chunks of at most `max_decodes` decoded samples, so memory stays bounded
+    whatever k is.
 
     Args:
-        fns: signature-style functions (see the module docstring).
+        fns: signature-style functions (see the module docstring); `decode` must give Bernoulli `logits`.
         x: binary images `[N, H, W, C]`.
         labels: class ids for conditional models, else None.
         k: importance samples per image.
 
     Returns:
-        float64 numpy array `[N]` of log-likelihood estimates.
+        dict of float64 numpy arrays `[N, k]`: `log_px`, `log_pz`, `log_qz`.
     """
     if k < 1:
         raise ValueError(f"Expected k >= 1 importance samples, received k={k}.")
     rng = np.random.default_rng(seed)
-    per_chunk = max(1, max_decodes // k)
-    sample_chunk = min(k, max_decodes)
-    out = []
+    per_chunk, sample_chunk = max(1, max_decodes // k), min(k, max_decodes)
+    call = lambda fn, first, ids: fn(first) if ids is None else fn(first, ids)
+    chunks = []
     for start in range(0, len(x), per_chunk):
         xb = tf.constant(x[start:start + per_chunk], tf.float32)
         lb = None if labels is None else tf.constant(labels[start:start + per_chunk], tf.int32)
-        post = fns["encode"](xb, lb) if lb is not None else fns["encode"](xb)
+        post = call(fns["encode"], xb, lb)
         q = tfd.Independent(tfd.Normal(post["loc"], post["scale"]), 1)
-        weights = []
+        terms = {"log_px": [], "log_pz": [], "log_qz": []}
         for first in range(0, k, sample_chunk):
             n = min(sample_chunk, k - first)
             z = tf.constant(rng.standard_normal((n, *post["loc"].shape)), tf.float32) * post["scale"] + post["loc"]
             flat = tf.reshape(z, [-1, z.shape[-1]])
-            lf = None if lb is None else tf.tile(lb, [n])
-            logits = (fns["decode"](flat, lf) if lf is not None else fns["decode"](flat))["logits"]
+            logits = call(fns["decode"], flat, None if lb is None else tf.tile(lb, [n]))["logits"]
             log_px = tfd.Independent(tfd.Bernoulli(logits=logits), 3).log_prob(tf.tile(xb, [n, 1, 1, 1]))
-            log_pz = fns["prior_log_prob"](flat)["log_prob"]
-            weights.append(tf.reshape(log_px + log_pz, [n, -1]) - q.log_prob(z))
-        w = tf.cast(tf.concat(weights, 0), tf.float64)
-        out.append((tf.reduce_logsumexp(w, 0) - np.log(k)).numpy())
-    return np.concatenate(out)
+            terms["log_px"].append(tf.reshape(log_px, [n, -1]))
+            terms["log_pz"].append(tf.reshape(fns["prior_log_prob"](flat)["log_prob"], [n, -1]))
+            terms["log_qz"].append(q.log_prob(z))
+        chunks.append({name: np.concatenate(parts, 0).T.astype(np.float64) for name, parts in terms.items()})
+    return {name: np.concatenate([c[name] for c in chunks]) for name in ("log_px", "log_pz", "log_qz")}
+
+
+def importance_log_likelihood(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
+    """Importance-sampled log p(x) per image for Bernoulli-likelihood models (nats).
+
+        log p(x) ~= logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k,   z_i ~ q(z|x)
+
+    This is the k-sample importance-weighted bound: at least the ELBO (the mean of the same log
+    weights, by Jensen's inequality), and growing to log p(x) as k grows.
+
+    Returns:
+        float64 numpy array `[N]` of log-likelihood estimates.
+    """
+    terms = log_weight_terms(fns, x, labels, k, max_decodes, seed)
+    return _log_mean_exp(terms["log_px"] + terms["log_pz"] - terms["log_qz"])
 
 
 def negative_log_likelihood(fns, x, labels=None, k=500, **kwargs):
     """-log p(x) per image in nats (see `importance_log_likelihood`)."""
     return -importance_log_likelihood(fns, x, labels, k, **kwargs)
+
+
+def likelihood_metrics(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
+    """ELBO, its two terms and the importance-sampled NLL from one set of k samples per image.
+
+        ELBO = E_q[log p(x|z)] - KL(q || p),   NLL_k = -log (1/k sum_i w_i)
+
+    The ELBO and KL are Monte Carlo means over the same k samples, so ELBO <= -NLL_k holds for
+    every image and `reconstruction + kl = -elbo` exactly.
+
+    Returns:
+        dict of nats per image (means over `x`): `elbo`, `reconstruction`, `kl`, `nll`.
+    """
+    t = log_weight_terms(fns, x, labels, k, max_decodes, seed)
+    log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
+    return {"elbo": float(np.mean(log_w)), "reconstruction": float(-np.mean(t["log_px"])),
+            "kl": float(np.mean(t["log_qz"] - t["log_pz"])), "nll": float(-np.mean(_log_mean_exp(log_w)))}
+
+
+def marginal_nll(fns, x, num_classes=None, k=50, max_decodes=8192, seed=0):
+    """-log p(x) per image, for conditional models with the label summed out under a uniform p(y).
+
+        p(x) = 1/C sum_c p(x|c),   each p(x|c) importance-sampled with max(1, k // C) samples
+
+    which is again a k-sample importance-weighted bound, with proposal q(y, z|x) = U(y) q(z|x, y).
+    """
+    if not num_classes:
+        return negative_log_likelihood(fns, x, k=k, max_decodes=max_decodes, seed=seed)
+    per_class = [importance_log_likelihood(fns, x, np.full(len(x), c, np.int32), max(1, k // num_classes),
+                                           max_decodes, seed + c) for c in range(num_classes)]
+    return -_log_mean_exp(np.stack(per_class, 1))
+
+
+def run_batched(fn, x, labels=None, batch_size=1024):
+    """Calls a signature-style function over `x` in batches; returns its outputs as numpy arrays."""
+    outs = []
+    for start in range(0, len(x), batch_size):
+        args = [tf.constant(x[start:start + batch_size], tf.float32)]
+        if labels is not None:
+            args.append(tf.constant(labels[start:start + batch_size], tf.int32))
+        outs.append({key: value.numpy() for key, value in fn(*args).items()})
+    return {key: np.concatenate([o[key] for o in outs]) for key in outs[0]}
+
+
+def evaluate_run(run_dir, k=500, print_fn=print, *, batch_size=8192, max_images=1000, ood_k=50, ood_size=500,
+                 pictures=True, seed=0):
+    """Scores a finished run: writes `metrics.json` and `pictures/*.png` into it, records them in the
+    manifest and prints a table.
+
+    Args:
+        run_dir: a finished run directory.
+        k: importance samples per image for the test NLL; 0 skips the likelihood metrics.
+        batch_size: decoded samples per forward pass (bounds memory).
+        max_images: test images for the importance-sampled metrics (a seeded subset of larger splits).
+        ood_k, ood_size: importance samples and images per set for the outlier-detection AUROC.
+        pictures: False skips the pictures.
+
+    Returns:
+        The metrics, as written to `metrics.json`.
+
+    Raises:
+        RunError: `run_dir` is not a finished run.
+        ValueError: a setting out of range.
+    """
+    from zoo import report, viz  # here, not at the top: matplotlib and friends load only for a run
+    from zoo.training import HISTORY
+
+    settings = {"k": k, "max_images": max_images, "ood_k": min(ood_k, k) if k else 0, "ood_size": ood_size,
+                "seed": seed}
+    for name, value in settings.items():
+        if value < (0 if name in ("k", "ood_k", "seed") else 1):
+            raise ValueError(f"Expected `{name}` >= {0 if name in ('k', 'ood_k', 'seed') else 1}, "
+                             f"received {name}={value}.")
+    manifest = artifacts.read_manifest(run_dir)
+    dataset = manifest.get("dataset", {}).get("name")
+    if not dataset:
+        raise artifacts.RunError(f"{run_dir}: the manifest names no dataset (expected dataset.name), so there is "
+                                 "no test split to score.")
+    model = zoo.load_model(run_dir)
+    x, y = data.load(dataset, "test", seed=manifest.get("training", {}).get("seed", 0))
+    results, means = report.compute(model, x, y, dataset, settings, batch_size=batch_size, print_fn=print_fn)
+
+    drawn = []
+    if pictures:  # drawn into a hidden folder, then swapped in: never a half-drawn pictures/ in the run
+        tmp, final = os.path.join(run_dir, f".{PICTURES_DIR}.tmp"), os.path.join(run_dir, PICTURES_DIR)
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        drawn = viz.draw_run(model, tmp, x, y, means=means, kl=results.get("kl_per_dim"),
+                             code_counts=results.get("code_counts"), history=os.path.join(run_dir, HISTORY),
+                             name=f"{manifest.get('variant', model.name)} on {os.path.basename(dataset)}", seed=seed)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    results["pictures"] = [f"{PICTURES_DIR}/{p}" for p in drawn]
+
+    artifacts.write_json_atomic(os.path.join(run_dir, METRICS_FILE), results)
+    scalars = {key: v for key, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    artifacts.update_manifest(run_dir, metrics=scalars, evaluation={
+        "metrics_file": METRICS_FILE, "pictures": results["pictures"], "settings": settings,
+        "skipped": results["skipped"]})
+    print_fn(report.table(results))
+    return results
+
+
+def build_parser():
+    """The command line of `python -m zoo.evaluate`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m zoo.evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Score a finished run directory: writes metrics.json and pictures/*.png into it, records "
+                    "them in its manifest and prints a table of the metrics.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (one with a manifest.json)")
+    parser.add_argument("--k", type=_at_least(0), default=500,
+                        help="importance samples per image for the test NLL (0 skips the likelihood metrics)")
+    parser.add_argument("--batch-size", type=_at_least(1), default=8192,
+                        help="decoded samples per forward pass; lower it to use less memory")
+    parser.add_argument("--max-images", type=_at_least(1), default=1000,
+                        help="test images for the importance-sampled metrics (a seeded subset of larger splits)")
+    parser.add_argument("--ood-k", type=_at_least(0), default=50,
+                        help="importance samples per image for the outlier-detection scores")
+    parser.add_argument("--ood-size", type=_at_least(1), default=500, help="images per set for outlier detection")
+    parser.add_argument("--no-pictures", action="store_true", help="write the metrics only")
+    parser.add_argument("--seed", type=_at_least(0), default=0, help="seed of the samples and subsets")
+    return parser
+
+
+def main(argv=None):
+    """The command line; returns the exit code: 0, or 2 with a one-line error for a bad run directory."""
+    args = build_parser().parse_args(argv)
+    try:
+        evaluate_run(args.run_dir, args.k, batch_size=args.batch_size, max_images=args.max_images,
+                     ood_k=args.ood_k, ood_size=args.ood_size, pictures=not args.no_pictures, seed=args.seed)
+    except (artifacts.RunError, data.DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {os.path.join(args.run_dir, METRICS_FILE)}")
+    return 0
+
+
+def _at_least(minimum):
+    def parse(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {value}")
+        return value
+    return parse
+
+
+def _log_mean_exp(log_w):
+    return tf.reduce_logsumexp(log_w, axis=1).numpy() - np.log(log_w.shape[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

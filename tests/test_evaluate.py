@@ -1,0 +1,315 @@
+"""The metrics on cases with known answers, and `evaluate_run` / `python -m zoo.evaluate` on tiny runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy.special import logsumexp
+
+import zoo
+from zoo import artifacts, classifier, data, evaluate, metrics, report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = dict(k=10, max_images=60, ood_k=4, ood_size=12)  # evaluate_run settings that keep tests quick
+
+
+# --- the metrics themselves --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def factors():
+    rng = np.random.default_rng(0)
+    return np.stack([rng.integers(0, size, 10_000) for size in data.DSPRITES_SIZES], axis=1)
+
+
+def test_mig_is_near_one_for_the_factors_and_near_zero_for_noise(factors):
+    perfect, per_factor = metrics.mutual_info_gap(factors.astype(float), factors, num_bins=40)
+    assert perfect > 0.95 and per_factor.min() > 0.95
+    noise, _ = metrics.mutual_info_gap(np.random.default_rng(1).normal(size=(len(factors), 10)), factors)
+    assert noise < 0.02
+    # A code that mixes two factors in one latent loses the gap of both.
+    mixed = factors.astype(float)
+    mixed[:, 3] += 32 * mixed[:, 4]
+    mixed[:, 4] = np.random.default_rng(2).normal(size=len(factors))
+    assert metrics.mutual_info_gap(mixed, factors, num_bins=40)[0] < perfect - 0.2
+
+
+def test_beta_vae_score_is_one_for_the_factors_and_chance_for_noise(factors):
+    assert metrics.beta_vae_score(factors.astype(float), factors, num_train=1000, num_eval=500) > 0.99
+    noise = metrics.beta_vae_score(np.random.default_rng(1).normal(size=(len(factors), 10)), factors,
+                                   num_train=1000, num_eval=500)
+    assert abs(noise - 1 / factors.shape[1]) < 0.1
+
+
+def test_auroc_is_one_when_separable_and_a_half_by_chance():
+    assert metrics.auroc([1.0, 2.0, 3.0], [3.5, 10.0]) == 1.0
+    assert metrics.auroc([3.5, 10.0], [1.0, 2.0, 3.0]) == 0.0
+    rng = np.random.default_rng(0)
+    assert abs(metrics.auroc(rng.normal(size=4000), rng.normal(size=4000)) - 0.5) < 0.03
+    with pytest.raises(ValueError, match="received 0 inliers and 2 outliers"):
+        metrics.auroc([], [1.0, 2.0])
+
+
+def test_active_units_and_kl_per_dimension():
+    rng = np.random.default_rng(0)
+    loc = np.c_[rng.normal(size=(500, 2)), 0.01 * rng.normal(size=(500, 3))]
+    count, activity = metrics.active_units(loc)
+    assert count == 2 and activity.shape == (5,)
+    scale = np.full_like(loc, 0.5)
+    expected = np.mean(0.5 * (loc**2 + 0.25 - 1) - np.log(0.5), axis=0)
+    np.testing.assert_allclose(metrics.kl_per_dimension(loc, scale), expected, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"Expected `loc` as a non-empty \[N, D\] array, received shape \(3,\)"):
+        metrics.kl_per_dimension(np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError, match="Expected positive posterior scales"):
+        metrics.kl_per_dimension(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+def test_codebook_stats_on_a_stand_in_code_map():
+    codes = np.tile(np.arange(8, dtype=np.int32), (6, 4, 2))  # [B, h, w] using 8 of 16 codes equally
+    stats = metrics.codebook_stats(codes, num_codes=16)
+    assert stats["perplexity"] == pytest.approx(8.0) and stats["codebook_usage"] == 0.5
+    assert stats["codes_used"] == 8 and stats["counts"].sum() == codes.size
+    assert metrics.codebook_stats(np.zeros((2, 3, 3), np.int32), 16)["perplexity"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"Code indices must lie in \[0, 15\], received \[0, 16\]"):
+        metrics.codebook_stats(np.array([0, 16]), 16)
+    with pytest.raises(ValueError, match="Expected integer code indices, received dtype float"):
+        metrics.codebook_stats(np.array([0.5]), 16)
+
+
+# --- the importance-weighted bound on a model whose likelihood is known --------------------------
+
+
+def linear_model(proposal=(0.3, 0.8), pixels=16, seed=0):
+    """A 1-D latent model p(z) = N(0, 1), p(x|z) = prod_i Bernoulli(sigmoid(w_i z + b_i)), and a fixed
+    (deliberately poor) Gaussian proposal q(z|x), as signature-style functions, plus exact log p(x)
+    by quadrature over z."""
+    rng = np.random.default_rng(seed)
+    w, b = 2.0 * rng.normal(size=pixels), rng.normal(size=pixels)
+    side = int(np.sqrt(pixels))
+    fns = {
+        "encode": lambda x: {"loc": tf.fill([tf.shape(x)[0], 1], proposal[0]),
+                             "scale": tf.fill([tf.shape(x)[0], 1], proposal[1])},
+        "decode": lambda z: {"logits": tf.reshape(z * w.astype(np.float32) + b.astype(np.float32), [-1, side, side, 1])},
+        "prior_log_prob": lambda z: {"log_prob": tf.reduce_sum(-0.5 * z**2 - 0.5 * np.log(2 * np.pi), -1)},
+    }
+
+    def exact_log_px(x):
+        grid = np.linspace(-10, 10, 20001)
+        logits = grid[:, None] * w + b
+        flat = x.reshape(len(x), -1)
+        log_joint = flat @ logits.T - np.logaddexp(0, logits).sum(1) - 0.5 * grid**2 - 0.5 * np.log(2 * np.pi)
+        return logsumexp(log_joint, axis=1) + np.log(grid[1] - grid[0])
+
+    z = rng.normal(size=(40, 1))
+    x = (rng.random((40, pixels)) < 1 / (1 + np.exp(-(z * w + b)))).astype(np.float32).reshape(-1, side, side, 1)
+    return fns, x, exact_log_px(x)
+
+
+def test_importance_weighted_bound_is_at_least_the_elbo_and_grows_with_k():
+    fns, x, exact = linear_model()
+    terms = evaluate.log_weight_terms(fns, x, k=200)
+    log_w = terms["log_px"] + terms["log_pz"] - terms["log_qz"]
+    assert log_w.shape == (len(x), 200)
+    assert np.all(log_w.mean(1) <= logsumexp(log_w, 1) - np.log(200))  # Jensen, image by image
+
+    bounds = [evaluate.importance_log_likelihood(fns, x, k=k, seed=k).mean() for k in (1, 10, 100, 1000)]
+    elbo = evaluate.likelihood_metrics(fns, x, k=1000)["elbo"]
+    assert elbo < bounds[1] < bounds[2] < bounds[3] <= exact.mean() + 0.01
+    assert bounds[0] == pytest.approx(elbo, abs=1.0)  # k = 1 is a one-sample ELBO
+    assert bounds[3] == pytest.approx(exact.mean(), abs=0.05)
+
+
+def test_likelihood_metrics_split_the_elbo_exactly():
+    fns, x, _ = linear_model()
+    m = evaluate.likelihood_metrics(fns, x, k=50, max_decodes=64)  # chunked: 64 decodes per call
+    assert m["reconstruction"] + m["kl"] == pytest.approx(-m["elbo"])
+    assert -m["nll"] >= m["elbo"]
+    with pytest.raises(ValueError, match="Expected k >= 1 importance samples, received k=0"):
+        evaluate.log_weight_terms(fns, x, k=0)
+
+
+# --- evaluate_run on tiny runs -----------------------------------------------------------------
+
+
+def write_run(out, variant, dataset, train=None, latent_dim=2):
+    """A tiny finished run written through zoo.artifacts, as a recipe would (one epoch at most)."""
+    num_classes = 10 if zoo.get_class(variant).conditional else None
+    model = zoo.create(variant, input_shape=(28, 28, 1), latent_dim=latent_dim, width=8, hidden=32,
+                       **({"num_classes": num_classes} if num_classes else {}))
+    if train is not None:
+        x, y = train
+        model.compile(optimizer="adam")
+        model.fit(data.pipeline(data.binarize(x), y if num_classes else None, batch_size=32), epochs=1, verbose=0,
+                  shuffle=False)
+    artifacts.begin_run(out)
+    artifacts.save_model(model, out)
+    with open(os.path.join(out, "history.csv"), "w") as f:
+        f.write("epoch,loss,reconstruction,val_loss,val_reconstruction\n0,300,290,280,275\n1,250,240,245,238\n")
+    artifacts.write_manifest(out, variant=variant, config=model.get_config(), metrics={"test_loss": 1.0},
+                             dataset={"name": dataset}, training={"seed": 0})
+    return out
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory, mnist_npz, mnist_small):
+    out = write_run(str(tmp_path_factory.mktemp("vae")), "vae", mnist_npz, train=mnist_small[0])
+    return out, evaluate.evaluate_run(out, print_fn=lambda *a, **k: None, **FAST)
+
+
+def test_evaluate_run_writes_metrics_pictures_and_manifest(vae_run):
+    out, results = vae_run
+    with open(os.path.join(out, "metrics.json")) as f:
+        assert json.load(f) == results
+    assert {"test_elbo_bin", "test_nll_bin_k10", "test_reconstruction_mse", "active_units", "kl_per_dim",
+            "ood_auroc_mnist5k", "ood_auroc_dsprites", "ood_auroc_digits", "ood_auroc_noise"} <= set(results)
+    assert len(results["kl_per_dim"]) == 2 and results["nll_images"] == 60
+    assert results["test_nll_bin_k10"] <= -results["test_elbo_bin"]
+    assert results["ood_auroc_noise"] > 0.9  # random pixels are far less likely than digits
+    assert set(results["skipped"]) >= {"mig", "conditional_accuracy", "perplexity"}
+    assert set(results["pictures"]) == {f"pictures/{p}.png" for p in (
+        "reconstructions", "samples", "traversals", "interpolation", "latent_map", "manifold", "training_curves")}
+
+    manifest = artifacts.read_manifest(out)
+    assert manifest["metrics"]["test_loss"] == 1.0  # merged, not replaced
+    assert manifest["metrics"]["test_nll_bin_k10"] == results["test_nll_bin_k10"]
+    assert manifest["evaluation"]["pictures"] == results["pictures"]
+    for rel in ["metrics.json", *results["pictures"]]:
+        artifacts.verify(out, rel)
+
+
+def independent_nll(saved_model, x, labels=None, k=500, seed=12345, chunk=16):
+    """-log p(x) per image from a SavedModel's signatures, with numpy maths only (none of zoo.evaluate):
+    log p(x) ~= logmeanexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)], z_i ~ q(z|x)."""
+    signatures = tf.saved_model.load(saved_model).signatures
+    rng, out = np.random.default_rng(seed), []
+    for i in range(0, len(x), chunk):
+        xb, lb = x[i:i + chunk], None if labels is None else labels[i:i + chunk].astype(np.int32)
+        given = lambda ids: {} if lb is None else {"labels": tf.constant(ids)}
+        posterior = signatures["encode"](x=tf.constant(xb), **given(lb))
+        mu, sd = posterior["loc"].numpy().astype(np.float64), posterior["scale"].numpy().astype(np.float64)
+        eps = rng.standard_normal((k, *mu.shape))
+        z = (mu + sd * eps).reshape(-1, mu.shape[1]).astype(np.float32)
+        log_q = np.sum(-0.5 * eps**2 - np.log(sd) - 0.5 * np.log(2 * np.pi), axis=-1)
+        logits = signatures["decode"](z=tf.constant(z), **given(None if lb is None else np.tile(lb, k)))["logits"]
+        logits = logits.numpy().astype(np.float64).reshape(k, len(xb), -1)
+        flat = xb.reshape(len(xb), -1)
+        log_px = np.sum(flat * logits - np.logaddexp(0.0, logits), axis=-1)
+        log_pz = signatures["prior_log_prob"](z=tf.constant(z))["log_prob"].numpy().reshape(k, len(xb))
+        out.append(np.log(k) - logsumexp(log_px + log_pz - log_q, axis=0))
+    return np.concatenate(out)
+
+
+def check_nll_against_independent_estimate(run_dir, tolerance=1.0):
+    """The NLL in a run's metrics.json against `independent_nll` on the same test images and k."""
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        results = json.load(f)
+    manifest = artifacts.read_manifest(run_dir)
+    settings = manifest["evaluation"]["settings"]
+    x, y = data.load(results["dataset"], "test", seed=manifest.get("training", {}).get("seed", 0))
+    subset = report.subset_indices(len(x), settings["max_images"], settings["seed"])
+    conditional = manifest["config"].get("num_classes")
+    mine = independent_nll(os.path.join(run_dir, "saved_model"), data.binarize(x[subset]),
+                           y[subset] if conditional else None, k=settings["k"])
+    reported = results[f"test_nll_bin_k{settings['k']}"]
+    assert abs(float(np.mean(mine)) - reported) < tolerance, (np.mean(mine), reported)
+    return float(np.mean(mine)), reported
+
+
+def test_nll_agrees_with_an_independent_estimate_from_the_saved_model(vae_run):
+    check_nll_against_independent_estimate(vae_run[0])
+
+
+@pytest.mark.skipif(not os.environ.get("VAE_ZOO_CHECK_RUN"), reason="set VAE_ZOO_CHECK_RUN=RUN_DIR to check a real run")
+def test_a_real_run_nll_agrees_with_an_independent_estimate():
+    independent, reported = check_nll_against_independent_estimate(os.environ["VAE_ZOO_CHECK_RUN"])
+    print(f"\nindependent NLL {independent:.3f}  metrics.json NLL {reported:.3f}  "
+          f"difference {independent - reported:+.3f} nats")
+
+
+def test_autoencoder_gets_no_likelihood_and_no_samples(tmp_path, mnist_npz):
+    out = write_run(str(tmp_path), "ae", mnist_npz, latent_dim=3)
+    results = evaluate.evaluate_run(out, print_fn=lambda *a, **k: None, **FAST)
+    assert not any("nll" in key or "elbo" in key for key in results)
+    assert "no Gaussian posterior" in results["skipped"]["test_nll"]
+    assert results["ood_score"] == "reconstruction_mse"
+    assert "pictures/samples.png" not in results["pictures"] and "pictures/traversals.png" in results["pictures"]
+
+
+def test_conditional_run_is_judged_by_the_cached_classifier(tmp_path, monkeypatch, mnist_npz, mnist_small):
+    monkeypatch.setenv(classifier.CACHE_ENV, str(tmp_path / "cache"))
+    _, info = classifier.load_or_train(mnist_npz, epochs=1, print_fn=lambda *a: None)
+    assert info["path"].startswith(str(tmp_path / "cache")) and os.path.exists(info["path"])
+    assert not [n for n in os.listdir(tmp_path / "cache") if n.startswith(".tmp")]  # written atomically
+
+    out = write_run(str(tmp_path / "run"), "cvae", mnist_npz, train=mnist_small[0], latent_dim=2)
+    said = []
+    results = evaluate.evaluate_run(out, print_fn=said.append, **FAST)
+    assert not any("training the" in line for line in said)  # the cached classifier was used
+    assert 0.0 <= results["conditional_accuracy"] <= 1.0
+    assert len(results["conditional_accuracy_per_class"]) == 10
+    assert results["classifier_test_accuracy"] == info["test_accuracy"]
+    assert "pictures/class_grid.png" in results["pictures"] and "test_nll_bin_k10" in results
+    assert results["ood_score"] == "nll_k4"  # the label summed out
+
+
+def test_classifier_refuses_a_dataset_without_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv(classifier.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(data, "load", lambda *a, **k: (np.zeros((4, 8, 8, 1), np.float32), np.zeros((4, 5), np.int64)))
+    with pytest.raises(ValueError, match="Dataset 'dsprites' has factor arrays, not class labels"):
+        classifier.load_or_train("dsprites")
+
+
+class StandInVQ:
+    """A stand-in for the VQ-VAE being written: `num_codes`, `encode -> {"codes"}`, `reconstruct`."""
+
+    num_codes, num_classes, has_prior, likelihood = 16, None, False, "bernoulli"
+
+    def serving_endpoints(self):
+        x = tf.TensorSpec([None, 28, 28, 1], tf.float32)
+        codes = lambda x: {"codes": tf.cast(tf.reshape(tf.nn.avg_pool2d(x, 7, 7, "VALID"), [-1, 4, 4]) * 8, tf.int32)}
+        return {"encode": (codes, [x]), "reconstruct": (lambda x: {"mean": tf.clip_by_value(x, 0.05, 0.95)}, [x])}
+
+
+def test_vq_metrics_activate_on_num_codes(mnist_small):
+    _, (x, y) = mnist_small
+    settings = {"k": 10, "max_images": 20, "ood_k": 4, "ood_size": 10, "seed": 0}
+    results, codes = report.compute(StandInVQ(), x, y, "mnist5k", settings, print_fn=lambda *a: None)
+    assert codes is None  # no continuous latent to draw
+    assert 1.0 <= results["perplexity"] <= 16 and 0 < results["codebook_usage"] <= 1
+    assert len(results["code_counts"]) == 16 and results["ood_score"] == "reconstruction_mse"
+    assert set(results["skipped"]) >= {"test_nll", "kl_per_dim", "mig"}
+
+
+def test_ood_sets_match_the_image_shape():
+    sets = report.ood_sets((32, 32, 3), "mnist5k", n=5)
+    assert set(sets) == {"dsprites", "digits", "noise"}
+    for images in sets.values():
+        assert images.shape == (5, 32, 32, 3) and images.dtype == np.float32
+        assert 0.0 <= images.min() and images.max() <= 1.0
+    assert set(report.ood_sets((28, 28, 1), "dsprites", n=2)) == {"mnist5k", "digits", "noise"}
+
+
+def test_command_line_rejects_a_bad_run_dir(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "zoo.evaluate", str(tmp_path / "nope")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: Run directory not found: {tmp_path / 'nope'}."
+    assert "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(tmp_path), "--k", "-1"])
+    assert exit_.value.code == 2
+    with pytest.raises(ValueError, match="Expected `ood_size` >= 1, received ood_size=0"):
+        evaluate.evaluate_run(str(tmp_path), ood_size=0)
+    artifacts.write_manifest(str(tmp_path), variant="vae")
+    with pytest.raises(artifacts.RunError, match=r"the manifest names no dataset \(expected dataset.name\)"):
+        evaluate.evaluate_run(str(tmp_path))
+
+
+def test_command_line_help_names_the_flags():
+    text = evaluate.build_parser().format_help()
+    for flag in ("RUN_DIR", "--k", "--batch-size", "--max-images", "--ood-k", "--no-pictures"):
+        assert flag in text

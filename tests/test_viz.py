@@ -1,0 +1,102 @@
+"""Pictures: each figure renders to a non-blank PNG, and `draw_run` draws what applies to each model."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from matplotlib.image import imread
+
+import zoo
+from zoo import viz
+
+
+def png(fig, path):
+    viz.save(fig, str(path))
+    image = imread(str(path))
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image[..., :3].std() > 0.05  # something is drawn
+    return image
+
+
+def test_mosaic_places_each_image_in_its_cell():
+    images = np.arange(6, dtype=np.float32)[:, None, None, None] * np.ones((6, 3, 4, 1), np.float32)
+    tile = viz.mosaic(images, rows=2, cols=3, pad=1, fill=-1)
+    assert tile.shape == (2 * 4 + 1, 3 * 5 + 1, 1)
+    assert tile[1, 1, 0] == 0 and tile[1, 6, 0] == 1 and tile[5, 11, 0] == 5 and tile[0, 0, 0] == -1
+    with pytest.raises(ValueError, match=r"Expected 4 images of shape \(N, H, W, C\), received shape \(6, 3, 4, 1\)"):
+        viz.mosaic(images, rows=2, cols=2)
+
+
+def test_figures_render(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(12, 8, 8, 1)).astype(np.float32)
+    png(viz.grid_figure(images, 3, 4, "a grid", row_labels=["a", "b", "c"], col_labels=list("wxyz")),
+        tmp_path / "grid.png")
+    png(viz.grid_figure(rng.uniform(size=(4, 8, 8, 3)), 2, 2, "colour"), tmp_path / "colour.png")
+    z = np.linspace(-2, 2, 3)
+    png(viz.manifold_figure(rng.uniform(size=(9, 8, 8, 1)), z, z, "manifold"), tmp_path / "manifold.png")
+    png(viz.latent_map_figure(rng.normal(size=(60, 5)), rng.integers(0, 3, 60), "map", class_names=viz.SHAPE_NAMES),
+        tmp_path / "map.png")
+    png(viz.codebook_figure(np.r_[rng.integers(1, 50, 12), np.zeros(4)], "codes"), tmp_path / "codes.png")
+    with pytest.raises(ValueError, match=r"Expected latent means of shape \(N, D >= 2\), received \(5, 1\)"):
+        viz.latent_map_figure(np.zeros((5, 1)), np.zeros(5, int), "map")
+
+
+def test_training_curves_from_history(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,kl,loss,val_kl,val_loss\n0,9,300,8,280\n1,7,250,7,245\n2,6,240,6,241\n")
+    png(viz.training_curves_figure(str(history), "curves"), tmp_path / "curves.png")
+    history.write_text("epoch,loss,val_loss\n0,300,NA\n1,250,NA\n")  # no validation split
+    png(viz.training_curves_figure(str(history), "curves"), tmp_path / "curves.png")
+    history.write_text("epoch,loss\n")
+    with pytest.raises(ValueError, match="has no epochs to plot"):
+        viz.training_curves_figure(str(history), "curves")
+
+
+def tiny(name, latent_dim=2):
+    kwargs = {"num_classes": 10} if zoo.get_class(name).conditional else {}
+    return zoo.create(name, input_shape=(28, 28, 1), latent_dim=latent_dim, width=8, hidden=32, **kwargs)
+
+
+@pytest.mark.parametrize("name, latent_dim, expected", [
+    ("vae", 2, {"samples", "manifold", "latent_map"}),
+    ("vae", 5, {"samples", "latent_map"}),
+    ("cvae", 3, {"class_grid", "latent_map"}),
+    ("ae", 3, {"latent_map"}),
+])
+def test_draw_run_draws_what_applies(tmp_path, mnist_small, name, latent_dim, expected):
+    _, (x, y) = mnist_small
+    model = tiny(name, latent_dim)
+    means = model.encode(x, y if model.num_classes else None).mean().numpy()
+    drawn = viz.draw_run(model, str(tmp_path), x, y, means=means, name=f"{name} test")
+    always = {"reconstructions", "traversals", "interpolation"}
+    assert set(drawn) == {f"{p}.png" for p in always | expected}
+    for filename in drawn:
+        imread(str(tmp_path / filename))
+
+
+def test_draw_run_colours_dsprites_by_shape(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(size=(30, 28, 28, 1)) > 0.8).astype(np.float32)
+    factors = np.stack([rng.integers(0, s, 30) for s in (3, 6, 40, 32, 32)], 1)
+    model = tiny("vae", 3)
+    drawn = viz.draw_run(model, str(tmp_path), x, factors, means=model.encode(x).mean().numpy())
+    assert "latent_map.png" in drawn and "interpolation.png" in drawn
+
+
+class StandInVQ:
+    """A stand-in for the VQ-VAE being written: reconstructs and samples, but has no continuous latent."""
+
+    num_codes, num_classes, has_prior = 16, None, False
+
+    def __call__(self, x, labels=None):
+        return tf.clip_by_value(tf.convert_to_tensor(x), 0.1, 0.9)
+
+    def sample(self, n, seed=None):
+        return tf.random.stateless_uniform((n, 28, 28, 1), seed=[seed or 0, 0])
+
+
+def test_draw_run_for_a_vq_model(tmp_path, mnist_small):
+    _, (x, y) = mnist_small
+    counts = np.r_[np.arange(12) * 10, np.zeros(4)]
+    drawn = viz.draw_run(StandInVQ(), str(tmp_path), x, y, code_counts=counts, name="vq")
+    assert drawn == ["codebook_usage.png", "reconstructions.png", "samples.png"]

@@ -1,0 +1,116 @@
+"""A small convolutional classifier per dataset: the judge of class-conditional samples.
+
+Conditional accuracy asks whether a conditional model draws the class it was asked for, so it
+needs a model that reads images independently of the generator. The project trains one small
+classifier per dataset on the dataset's training split, once, and caches it under
+`$VAE_ZOO_CACHE` (default `~/.cache/vae-zoo`), keyed by the dataset's name and a digest of its
+training images, so a changed dataset file never reuses a stale classifier.
+"""
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+
+import keras
+import numpy as np
+
+from zoo import data
+
+CACHE_ENV = "VAE_ZOO_CACHE"
+
+
+def cache_dir():
+    """Where trained classifiers live: `$VAE_ZOO_CACHE`, else `~/.cache/vae-zoo`."""
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "vae-zoo")
+
+
+def build(input_shape, num_classes):
+    """Two conv blocks and a dense layer, with small random shifts as augmentation while training.
+
+    Small on purpose: it has to read digits, not to win a benchmark; a few epochs on mnist5k reach
+    about 97% test accuracy.
+    """
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant"),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dropout(0.3),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(num_classes),
+    ], name="classifier")
+
+
+def load_or_train(dataset, *, seed=0, epochs=15, print_fn=print):
+    """Returns `(classifier, info)` for `dataset`, from the cache or freshly trained and cached.
+
+    Args:
+        dataset: a name or path that `zoo.data.load` accepts; it must have class labels.
+        seed: seed of the training run (and of dSprites-style generated data).
+        epochs: training epochs when no cached classifier exists.
+
+    Returns:
+        The Keras classifier (logits out) and a dict with `test_accuracy`, `dataset`, `path`.
+
+    Raises:
+        ValueError: the dataset has no class labels, or its images are too small for two poolings.
+    """
+    x, y = data.load(dataset, "train", seed=seed)
+    classes = data.num_classes(y)
+    if classes is None:
+        raise ValueError(f"Dataset '{dataset}' has factor arrays, not class labels: it has no classifier.")
+    if min(x.shape[1:3]) < 4:
+        raise ValueError(f"Expected images of at least 4x4 pixels for the classifier, received {x.shape[1:3]}.")
+    path = os.path.join(cache_dir(), f"classifier-{_key(dataset, x, y)}")
+    if os.path.exists(path + ".keras") and os.path.exists(path + ".json"):
+        with open(path + ".json") as f:
+            return keras.saving.load_model(path + ".keras", safe_mode=True), json.load(f)
+
+    print_fn(f"training the {dataset} classifier for conditional accuracy (cached in {cache_dir()})")
+    keras.utils.set_random_seed(seed)
+    model = build(x.shape[1:], classes)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
+    x_test, y_test = data.load(dataset, "test", seed=seed)
+    accuracy = float(np.mean(predict(model, x_test) == y_test))
+    info = {"dataset": dataset, "test_accuracy": accuracy, "epochs": epochs, "path": path + ".keras"}
+    os.makedirs(cache_dir(), exist_ok=True)
+    _atomic(path + ".keras", model.save)
+    _atomic(path + ".json", lambda tmp: _dump(info, tmp))  # written last: the pair is complete
+    return model, info
+
+
+def predict(classifier, images, batch_size=256):
+    """Most likely class id of each image, as an int array."""
+    return np.argmax(classifier.predict(images, batch_size=batch_size, verbose=0), axis=-1)
+
+
+def _key(dataset, x, y):
+    digest = hashlib.sha256(x.tobytes() + y.astype(np.int64).tobytes()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(dataset)))
+    return f"{name}-{digest}"
+
+
+def _atomic(path, write):
+    """Runs `write(tmp)` on a temporary file beside `path`, then renames it into place."""
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _dump(info, path):
+    with open(path, "w") as f:
+        json.dump(info, f, indent=2)
