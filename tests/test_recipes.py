@@ -31,7 +31,8 @@ def test_recipe_writes_a_complete_run(name, tmp_path, mnist_npz):
     assert manifest["dataset"] == {"name": mnist_npz, "train": 360, "validation": 40, "test": 100,
                                    "binarize": "dynamic"}
     assert manifest["versions"]["tensorflow"].startswith("2.")
-    assert {"model.keras", "saved_model/saved_model.pb", "history.csv"} <= set(manifest["artifacts"])
+    assert {"model.keras", "saved_model/saved_model.pb", "history.csv", "metrics.json",
+            "pictures/reconstructions.png"} <= set(manifest["artifacts"])  # the recipe ran zoo.evaluate
     for rel in manifest["artifacts"]:
         artifacts.verify(str(out), rel)
     assert "test_loss" in manifest["metrics"] and manifest["metrics"]["train_images_per_second"] > 0

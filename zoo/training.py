@@ -1,48 +1,35 @@
 """The one training loop of the zoo. Every recipe is a thin call to `main(variant, ...)`.
 
-`train()` loads a dataset, holds out a validation split, fits with Keras (`fit` runs the model's
-own `train_step`), restores the best validation weights, scores the test split and writes the run
-directory of the design: `model.keras`, `saved_model/`, `history.csv`, TensorBoard `logs/` and,
-last, `manifest.json`.
+`train()` loads and validates a dataset, holds out a validation split, builds the model under a
+tf.distribute strategy, resumes from `OUT/checkpoints` when a run of the same command was cut
+short, fits with Keras (`fit` runs the model's own `train_step`), restores the best validation
+weights, scores the test split and writes the run directory of the design: `model.keras`,
+`saved_model/`, `history.csv` (one row per epoch), TensorBoard `logs/` and, last,
+`manifest.json`. The checkpoints are deleted once the manifest is written: a finished run has
+nothing to resume.
+
+`main()` turns failures into exit codes: 0 a finished run, 1 training diverged (NaN or Inf loss),
+2 bad arguments or files (one line on stderr, no traceback), 130 interrupted by Ctrl-C with the
+state saved (rerun the same command to resume).
 """
 
 import argparse
+import math
 import os
 import shlex
+import shutil
 import sys
-import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import zoo
-from zoo import artifacts, data, evaluate
+from zoo import artifacts, callbacks, data, distribute, evaluate
 
 HISTORY = "history.csv"
+CHECKPOINTS, LOGS = artifacts.WORKING_DIRS
 BINARIZE = ("dynamic", "threshold", "none")
-
-
-class Progress(keras.callbacks.Callback):
-    """Prints one line per epoch with the losses and the training throughput (images/s)."""
-
-    def __init__(self, num_images, epochs, print_fn=print):
-        super().__init__()
-        self.num_images, self.epochs, self.print_fn = num_images, epochs, print_fn
-        self.throughput = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-        self.train_seconds = None
-
-    def on_test_begin(self, logs=None):  # validation starts: training of this epoch is over
-        if self.train_seconds is None:
-            self.train_seconds = time.perf_counter() - self.start
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = self.train_seconds or time.perf_counter() - self.start
-        self.throughput.append(self.num_images / seconds)
-        shown = "  ".join(f"{k} {v:.2f}" for k, v in (logs or {}).items() if "loss" in k or k in ("kl", "val_kl"))
-        self.print_fn(f"epoch {epoch + 1}/{self.epochs}  {shown}  {self.throughput[-1]:.0f} img/s", flush=True)
 
 
 def split_validation(x, y, fraction, seed):
@@ -54,78 +41,196 @@ def split_validation(x, y, fraction, seed):
     return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
 
 
+def load_data(cls, dataset, seed=0):
+    """The train and test splits of `dataset`, checked for the model class `cls`.
+
+    `data.load` checks shapes, dtype, value range and NaN; here the splits must not be empty and,
+    for conditional models, the labels must be class ids of the classes the training split
+    defines, in both splits.
+
+    Returns:
+        `(x, y), (x_test, y_test), num_classes` (None for unconditional models).
+    """
+    splits = {split: data.load(dataset, split, seed=seed) for split in data.SPLITS}
+    for split, (x, _) in splits.items():
+        if not len(x):
+            raise data.DatasetError(f"{dataset}: the {split} split has no images.")
+    num_classes = None
+    if cls.conditional:
+        y = splits["train"][1]
+        num_classes = data.num_classes(y)
+        if num_classes is None:
+            raise data.DatasetError(f"{dataset}: a conditional model needs one integer class id per image, "
+                                    f"received labels of shape {y.shape}.")
+        for split, (x, y) in splits.items():
+            data.validate(x, y, source=f"{dataset} ({split} split)", num_classes=num_classes)
+    return splits["train"], splits["test"], num_classes
+
+
+def build_model(variant, strategy=None, *, learning_rate=1e-3, steps=1, clip_norm=None, mixed_precision=False,
+                **options):
+    """Creates `variant` and compiles it with Adam, under `strategy`'s scope.
+
+    The models create their weights in `__init__`, so creation, not only `compile`, happens in the
+    scope for the variables to be mirrored. The learning rate decays from `learning_rate` along a
+    cosine to 5% of it over `steps` steps. Keras clips each replica's gradient before it sums the
+    replicas' gradients, so each replica gets `clip_norm / replicas`: the summed gradient's norm is
+    then at most `clip_norm`, and the clip is a one-device clip when the replicas agree.
+
+    Under `mixed_precision` the networks compute in float16, except their last layers, and Keras'
+    `LossScaleOptimizer` scales the loss; the model itself stays float32, so its inputs, its
+    distributions and its saved configuration are float32.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    clip = clip_norm / strategy.num_replicas_in_sync if clip_norm else None
+    with strategy.scope(), distribute.dtype_policy("mixed_float16" if mixed_precision else "float32"):
+        model = zoo.create(variant, dtype="float32", **options)  # its networks take the global policy
+        optimizer = keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1), alpha=0.05),
+            global_clipnorm=clip)
+        if mixed_precision:
+            distribute.float32_outputs(model)
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer)
+    distribute.patch_multiworker_logs(model, strategy)
+    return model
+
+
 def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_dim=16, learning_rate=1e-3,
-          seed=0, validation_split=0.1, patience=10, binarize="dynamic", nll_samples=500,
-          command=None, print_fn=print, **model_options):
+          seed=0, validation_split=0.1, patience=10, binarize="dynamic", nll_samples=500, strategy=None,
+          mixed_precision=False, clip_norm=None, checkpoint_every=0, resume_from=None, command=None,
+          print_fn=print, **model_options):
     """Trains `variant` on `dataset` and writes a finished run directory to `out`.
+
+    Rerunning a run that was killed, interrupted or diverged resumes it from the state in
+    `out/checkpoints` (see `callbacks.Checkpoint`), as long as the model, data, batch size,
+    epochs and seed are the same; the learning rate and clipping may change.
 
     Args:
         variant: a registered model name.
         out: the run directory.
         dataset: a name from `zoo.data.names()` or a dataset file path.
-        validation_split: fraction of the training split held out; the best weights on it are kept.
+        batch_size: the global batch, split across the replicas of `strategy`.
+        validation_split: fraction of the training images held out; the best weights on it are kept.
         patience: epochs without validation improvement before training stops early.
         binarize: how Bernoulli models see grey images: "dynamic" samples binary pixels from the
             grey levels every epoch (a regulariser), "threshold" thresholds them at 0.5 (the
             mnist5k-bin protocol), "none" trains on the grey levels.
         nll_samples: importance samples per image for the test NLL (0 skips it).
+        strategy: a `tf.distribute.Strategy` (see `zoo.distribute.make_strategy`), or None for the
+            default one-device strategy.
+        mixed_precision: float16 compute with loss scaling, for GPUs; the saved model is float32.
+        clip_norm: clip the gradient to this global norm (None: no clipping).
+        checkpoint_every: also save the state every this many steps (0: at epoch ends only).
+        resume_from: the checkpoint folder to resume from (default `out/checkpoints`; other
+            multi-worker workers read the chief's).
         model_options: further constructor arguments of the model (e.g. `prior="mog"`).
 
     Returns:
         The manifest (a dict), as written to `out/manifest.json`.
-    """
-    keras.utils.set_random_seed(seed)
-    cls = zoo.get_class(variant)
-    (x, y), (x_test, y_test) = data.load(dataset, "train", seed=seed), data.load(dataset, "test", seed=seed)
-    if cls.conditional:
-        model_options["num_classes"] = data.num_classes(y)
-    model = zoo.create(variant, input_shape=x.shape[1:], latent_dim=latent_dim, **model_options)
-    (x_train, y_train), (x_val, y_val) = split_validation(x, y, validation_split, seed)
 
+    Raises:
+        DatasetError, RunError, ValueError: bad data or settings, or checkpoints of another run.
+        callbacks.Diverged: the loss became NaN or Inf (the last good state stays in the checkpoints).
+        callbacks.Interrupted: Ctrl-C; the state was saved.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
     if binarize not in BINARIZE:
         raise ValueError(f"Unknown binarize mode '{binarize}': expected one of {BINARIZE}.")
+    if batch_size < replicas:
+        raise ValueError(f"The batch size {batch_size} is the global batch, split across {replicas} replicas: "
+                         f"expected at least {replicas}.")
+    keras.utils.set_random_seed(seed)
+    cls = zoo.get_class(variant)
+    (x, y), (x_test, y_test), num_classes = load_data(cls, dataset, seed)
+    if num_classes:
+        model_options["num_classes"] = num_classes
+    (x_train, y_train), (x_val, y_val) = split_validation(x, y, validation_split, seed)
+    if not len(x_train):
+        raise ValueError(f"A validation split of {validation_split} leaves no training images out of {len(x)}.")
+    steps = epochs * int(np.ceil(len(x_train) / batch_size))
+    model = build_model(variant, strategy, learning_rate=learning_rate, steps=steps, clip_norm=clip_norm,
+                        mixed_precision=mixed_precision, input_shape=x.shape[1:], latent_dim=latent_dim,
+                        **model_options)
+
     if model.likelihood != "bernoulli":
         binarize = "none"
     if binarize == "threshold":
         x_train, x_val = data.binarize(x_train), data.binarize(x_val)
     labels = (lambda y: y) if cls.conditional else (lambda y: None)
-    train_ds = data.pipeline(x_train, labels(y_train), batch_size=batch_size, shuffle=True, seed=seed,
-                             dynamic_binarization=binarize == "dynamic")
-    val_ds = data.pipeline(x_val, labels(y_val), batch_size=batch_size) if len(x_val) else None
-    steps = epochs * int(np.ceil(len(x_train) / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1), alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    pipeline = lambda x, y, **kw: distribute.shard_by_data(data.pipeline(x, labels(y), batch_size=batch_size, **kw))
+    train_ds = pipeline(x_train, y_train, shuffle=True, seed=seed, dynamic_binarization=binarize == "dynamic")
+    val_ds = pipeline(x_val, y_val) if len(x_val) else None
 
+    progress = callbacks.Progress(len(x_train), epochs, print_fn)
+    stopping = callbacks.ResumableEarlyStopping(patience) if val_ds is not None else None
+    fingerprint = {"variant": variant, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+                   "validation_split": validation_split, "binarize": binarize, "mixed_precision": mixed_precision,
+                   "config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable")}}
+    checkpoint = callbacks.Checkpoint(os.path.join(out, CHECKPOINTS), fingerprint, checkpoint_every,
+                                      early_stopping=stopping, progress=progress)
+    state = checkpoint.restore(model, resume_from)
+    done = state["epoch"] if state else 0
     artifacts.begin_run(out)
-    progress = Progress(len(x_train), epochs, print_fn)
-    callbacks = [progress, keras.callbacks.CSVLogger(os.path.join(out, HISTORY)),
-                 keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False)]
-    if val_ds is not None:
-        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True))
+    history_path = os.path.join(out, HISTORY)
+    callbacks.truncate_history(history_path, done)
+    interrupt = callbacks.StopOnInterrupt(checkpoint)
+    fit_callbacks = [callbacks.StopOnNaN(checkpoint), progress, *([stopping] if stopping else []),
+                     keras.callbacks.CSVLogger(history_path, append=True),
+                     keras.callbacks.TensorBoard(os.path.join(out, LOGS), write_graph=False), checkpoint, interrupt]
+    if state:
+        print_fn(f"resuming from {resume_from or checkpoint.directory}: {done} of {epochs} epochs done"
+                 + (" (stopped early)" if state["stopped"] else ""), flush=True)
     print_fn(f"training {variant} on {dataset}: {len(x_train)} train / {len(x_val)} validation images, "
-             f"{model.count_params():,} parameters", flush=True)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                        shuffle=False, verbose=0)  # the pipeline shuffles
+             f"{model.count_params():,} parameters, {replicas} replica(s)", flush=True)
+    with interrupt.installed():
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=fit_callbacks, shuffle=False,
+                  initial_epoch=epochs if state and state["stopped"] else done, verbose=0)  # the pipeline shuffles
+    interrupt.raise_if_requested()
 
     metrics = {f"test_{k}": float(v) for k, v in
-               model.evaluate(data.pipeline(x_test, labels(y_test), batch_size=batch_size),
-                              return_dict=True, verbose=0).items()}
-    metrics["epochs_trained"] = len(history.history["loss"])
+               model.evaluate(pipeline(x_test, y_test), return_dict=True, verbose=0).items()}
+    metrics["epochs_trained"] = checkpoint.epoch
     metrics["train_images_per_second"] = float(np.median(progress.throughput))
-    if nll_samples and model.has_prior and model.likelihood == "bernoulli":
-        x_bin = data.binarize(x_test)
-        metrics[f"test_nll_bin_k{nll_samples}"] = float(np.mean(evaluate.negative_log_likelihood(
-            evaluate.model_functions(model), x_bin, labels(y_test), k=nll_samples)))
     print_fn("test: " + "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()), flush=True)
 
-    artifacts.save_model(model, out)
-    return artifacts.write_manifest(
-        out, variant=variant, config=model.get_config(), metrics=metrics,
+    saved = distribute.float32_copy(model) if mixed_precision else model
+    artifacts.save_model(saved, out)
+    manifest = artifacts.write_manifest(
+        out, variant=variant, config=saved.get_config(), metrics=metrics,
         dataset={"name": dataset, "train": len(x_train), "validation": len(x_val), "test": len(x_test),
                  "binarize": binarize},
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                   "schedule": "cosine", "seed": seed, "validation_split": validation_split,
-                  "patience": patience, "command": command})
+                  "patience": patience, "strategy": distribute.strategy_name(strategy), "replicas": replicas,
+                  "mixed_precision": mixed_precision, "clip_norm": clip_norm,
+                  "resumed_at_epoch": done if state else None, "command": command})
+    if distribute.is_chief(strategy):  # the other workers' runs are temporary
+        evaluate.evaluate_run(out, k=nll_samples, print_fn=print_fn)
+        manifest = artifacts.read_manifest(out)
+    shutil.rmtree(checkpoint.directory, ignore_errors=True)  # a finished run has nothing to resume
+    return manifest
+
+
+def _checked(convert, test, expected):
+    """An argparse type: `convert(text)` when `test` accepts it, else the error 'expected ...'."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not test(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _checked(int, lambda v: v > 0, "a positive integer")
+COUNT = _checked(int, lambda v: v >= 0, "an integer >= 0")
+POSITIVE = _checked(float, lambda v: 0 < v < math.inf, "a positive number")
+FRACTION = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
 def build_parser(variant, description, defaults=None, extra_options=()):
@@ -140,21 +245,36 @@ def build_parser(variant, description, defaults=None, extra_options=()):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dataset", default="mnist5k",
                         help=f"one of {', '.join(data.names())}, or a .npz file / IDX folder")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak of the cosine schedule")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join("runs", variant), help="run directory to write")
-    parser.add_argument("--validation-split", type=float, default=0.1)
-    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
+    parser.add_argument("--epochs", type=POSITIVE_INT, default=30)
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=32,
+                        help="global batch: split evenly across the replicas of --strategy")
+    parser.add_argument("--latent-dim", type=POSITIVE_INT, default=16)
+    parser.add_argument("--learning-rate", type=POSITIVE, default=1e-3,
+                        help="peak of the cosine schedule; not scaled with the replicas (the global batch is fixed)")
+    parser.add_argument("--seed", type=COUNT, default=0)
+    parser.add_argument("--out", default=os.path.join("runs", variant),
+                        help="run directory to write; rerunning the same command resumes an unfinished run there")
+    parser.add_argument("--validation-split", type=FRACTION, default=0.1)
+    parser.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience in epochs")
     parser.add_argument("--binarize", choices=BINARIZE, default="dynamic",
                         help="Bernoulli models: sample binary pixels from grey levels each epoch (dynamic), "
                              "threshold them at 0.5, or train on grey levels (none)")
-    parser.add_argument("--nll-samples", type=int, default=500,
+    parser.add_argument("--nll-samples", type=COUNT, default=500,
                         help="importance samples per test image for the test NLL (0 skips it)")
     parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
-    parser.add_argument("--width", type=int, default=64, help="filters of the first conv level")
+    parser.add_argument("--width", type=POSITIVE_INT, default=64, help="filters of the first conv level")
+    scale = parser.add_argument_group("training at scale and under faults")
+    scale.add_argument("--strategy", choices=distribute.STRATEGIES, default="auto",
+                       help="auto: mirror over several local GPUs (or --cpu-devices), else one device; "
+                            "mirrored: tf.distribute.MirroredStrategy; multiworker: "
+                            "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (the chief writes --out)")
+    scale.add_argument("--cpu-devices", type=POSITIVE_INT, default=None,
+                       help="split the CPU into N logical devices (mirrored replicas without GPUs)")
+    scale.add_argument("--mixed-precision", action="store_true",
+                       help="mixed_float16 compute with dynamic loss scaling (for GPUs); the saved model is float32")
+    scale.add_argument("--clip-norm", type=POSITIVE, default=None, help="clip gradients to this global norm")
+    scale.add_argument("--checkpoint-every", type=COUNT, default=0,
+                       help="also checkpoint every N training steps (0: at the end of each epoch only)")
     for flag, options in extra_options:
         parser.add_argument(flag, **options)
     parser.set_defaults(**(defaults or {}))
@@ -162,15 +282,33 @@ def build_parser(variant, description, defaults=None, extra_options=()):
 
 
 def main(variant, description, argv=None, defaults=None, extra_options=()):
-    """Runs a recipe: parse flags, train, write the run. Returns the process exit code."""
+    """Runs a recipe: parse flags, train, write the run. Returns the process exit code (see the module)."""
     parser = build_parser(variant, description, defaults, extra_options)
     args = vars(parser.parse_args(argv))
+    out = args["out"]
+    if os.path.exists(out) and not os.path.isdir(out):
+        parser.error(f"--out {out} is a file; expected a run directory (new or existing).")
     command = " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in
                                                                 (sys.argv[1:] if argv is None else argv)])
+    resume = f"rerun the same command to resume ({os.path.join(out, CHECKPOINTS)} holds the state)"
     try:
-        manifest = train(variant, command=command, **args)
-    except (data.DatasetError, artifacts.RunError, ValueError) as err:
+        strategy = distribute.make_strategy(args.pop("strategy"), args.pop("cpu_devices"))
+        if args["mixed_precision"] and not tf.config.list_physical_devices("GPU"):
+            print("note: --mixed-precision without a GPU computes float16 on the CPU, which is slow.", file=sys.stderr)
+        with distribute.run_directory(out, strategy) as run_dir:
+            manifest = train(variant, command=command, strategy=strategy,
+                             resume_from=os.path.join(out, CHECKPOINTS), **{**args, "out": run_dir})
+    except (data.DatasetError, artifacts.RunError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args['out']} ({len(manifest['artifacts'])} artifacts)")
+    except callbacks.Diverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:  # callbacks.Interrupted says where the state is; a bare one does not
+        print(str(err) or f"interrupted: {resume}.", file=sys.stderr)
+        return 130
+    if distribute.is_chief(strategy):
+        print(f"wrote {out} ({len(manifest['artifacts'])} artifacts)")
+    else:
+        print("worker done: the chief writes the run")
     return 0

@@ -129,6 +129,10 @@ class LatentVariableModel(keras.Model):
         with tf.GradientTape() as tape:
             terms = self.loss_terms(x, labels, training=True)
             loss = terms["loss"] + sum(self.losses)
+            # Replicas' gradients are summed, so each takes its share of the mean (as Keras' own
+            # compute_loss does); under mixed precision the optimizer scales the loss up so float16
+            # gradients do not underflow, and scales them back before applying them.
+            loss = self.optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
         grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
         return self._record(terms)
