@@ -68,3 +68,9 @@ def test_corrupt_artifact_fails_its_checksum(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"abd")
     with pytest.raises(artifacts.RunError, match="fails its checksum"):
         artifacts.load_model(str(tmp_path))
+
+
+def test_unloadable_model_file_is_a_run_error(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(artifacts.RunError, match="model.keras could not be loaded: .*retrain it with its recipe"):
+        artifacts.load_model(str(tmp_path / "model.keras"))

@@ -106,7 +106,12 @@ def load_model(path):
         path = verify(path, MODEL_FILE)
     elif not os.path.exists(path):
         raise RunError(f"Model not found: {path}. Pass a finished run directory or a .keras file.")
-    return keras.saving.load_model(path, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, OSError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"{path} could not be loaded: {first_line} (a corrupt file, or one written by "
+                       "an incompatible version of the zoo: retrain it with its recipe).") from err
 
 
 def sha256(path):
