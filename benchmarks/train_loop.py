@@ -3,7 +3,7 @@
 Both models share the zoo's encoder/decoder builders, the data pipeline, the optimizer and the
 batch size. The plain model writes the ELBO by hand (softplus scales, reparameterisation,
 sigmoid cross-entropy, closed-form KL) in a keras-io style `train_step`; the zoo builds it from
-TFP distributions. Epochs alternate between the two so that machine noise hits both alike.
+TFP distributions. Epochs alternate between the two, in turns, so that machine noise hits both alike.
 
     python benchmarks/train_loop.py --epochs 5 --batch-size 32
 
@@ -93,10 +93,11 @@ def main():
         model.fit(ds, epochs=1, verbose=0, shuffle=False)  # warm-up: tracing and graph building
 
     seconds = {name: [] for name in models}
-    for _ in range(args.epochs):
-        for name, model in models.items():
+    for round_ in range(args.epochs):
+        order = list(models) if round_ % 2 == 0 else list(reversed(models))  # no first-mover bias
+        for name in order:
             start = time.perf_counter()
-            model.fit(ds, epochs=1, verbose=0, shuffle=False)
+            models[name].fit(ds, epochs=1, verbose=0, shuffle=False)
             seconds[name].append(time.perf_counter() - start)
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
