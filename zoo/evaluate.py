@@ -9,7 +9,6 @@ scores a live model (`model_functions`) and a SavedModel's signatures (`saved_mo
 """
 
 import argparse
-import json
 import os
 import shutil
 import sys
