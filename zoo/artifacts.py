@@ -5,14 +5,15 @@ A finished run holds `model.keras`, `saved_model/` and, written last and atomica
 is not a finished run: `read_manifest` and `load_model` refuse it.
 """
 
-import hashlib
 import json
 import os
 import platform
 import shutil
-import tempfile
 
 import keras
+
+from zoo import models  # noqa: F401  (registers every variant, so model.keras files load)
+from zoo.files import sha256, write_json_atomic  # noqa: F401  (part of this module's API)
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.keras"
@@ -114,14 +115,6 @@ def load_model(path):
                        "an incompatible version of the zoo: retrain it with its recipe).") from err
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def library_versions():
     import numpy
     import tensorflow
@@ -145,17 +138,3 @@ def _inventory(out):
             if rel != MANIFEST and not name.startswith("."):
                 files[rel] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
     return files
-
-
-def write_json_atomic(path, data):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".manifest.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise

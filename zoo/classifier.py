@@ -17,13 +17,7 @@ import keras
 import numpy as np
 
 from zoo import data
-
-CACHE_ENV = "VAE_ZOO_CACHE"
-
-
-def cache_dir():
-    """Where trained classifiers live: `$VAE_ZOO_CACHE`, else `~/.cache/vae-zoo`."""
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "vae-zoo")
+from zoo.files import CACHE_ENV, cache_dir  # noqa: F401  (part of this module's API)
 
 
 def build(input_shape, num_classes):
