@@ -97,7 +97,7 @@ def build_model(variant, strategy=None, *, learning_rate=1e-3, steps=1, clip_nor
 
 
 def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_dim=16, learning_rate=1e-3,
-          seed=0, validation_split=0.1, patience=10, binarize="dynamic", nll_samples=500, strategy=None,
+          seed=0, validation_split=0.1, patience=10, binarize="dynamic", nll_samples=100, strategy=None,
           mixed_precision=False, clip_norm=None, checkpoint_every=0, resume_from=None, command=None,
           print_fn=print, **model_options):
     """Trains `variant` on `dataset` and writes a finished run directory to `out`.
@@ -259,8 +259,9 @@ def build_parser(variant, description, defaults=None, extra_options=()):
     parser.add_argument("--binarize", choices=BINARIZE, default="dynamic",
                         help="Bernoulli models: sample binary pixels from grey levels each epoch (dynamic), "
                              "threshold them at 0.5, or train on grey levels (none)")
-    parser.add_argument("--nll-samples", type=COUNT, default=500,
-                        help="importance samples per test image for the test NLL (0 skips it)")
+    parser.add_argument("--nll-samples", type=COUNT, default=100,
+                        help="importance samples per test image for the test NLL (0 skips it); the benchmark "
+                             "figure uses 500: `python -m zoo.evaluate RUN_DIR --k 500`")
     parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
     parser.add_argument("--width", type=POSITIVE_INT, default=64, help="filters of the first conv level")
     scale = parser.add_argument_group("training at scale and under faults")
