@@ -1,0 +1,194 @@
+"""The bundled pretrained models: checksums, every format, the registry, and rebuilding."""
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import pretrained
+from zoo.pretrained import build
+
+BUNDLES = sorted(pretrained.RECIPES)
+MAX_BUNDLE_BYTES = 2.5 * 2**20  # "about 2 MB" each
+
+
+@pytest.fixture
+def bundle_root(tmp_path, monkeypatch):
+    """A copy of the bundled models that a test may damage, in place of the real ones."""
+    root = tmp_path / "bundled"
+    shutil.copytree(pretrained.BUNDLED, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    monkeypatch.setattr(pretrained, "BUNDLED", str(root))
+    return root
+
+
+def test_every_recipe_has_a_small_verified_bundle():
+    assert pretrained.list_pretrained() == BUNDLES
+    for name in BUNDLES:
+        folder = pretrained.locate(name)
+        manifest = pretrained.read_manifest(folder)
+        assert set(manifest["files"]) == set(build.BUNDLE_FILES)
+        assert manifest["recipe"].startswith(pretrained.RECIPES[name] + " --out ")
+        assert all(pretrained.verify(folder, filename) for filename in manifest["files"])
+        assert sum(entry["bytes"] for entry in manifest["files"].values()) <= MAX_BUNDLE_BYTES
+        assert all(report["passed"] for report in manifest["parity"].values())
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_the_three_formats_decode_alike(name):
+    onnx = zoo.load_pretrained(name, format="onnx")
+    tflite = zoo.load_pretrained(name, format="tflite")
+    keras_decoder = zoo.load_pretrained(name)  # part="decoder", format="keras"
+    rng = np.random.default_rng(0)
+    spec = onnx.facts["inputs"][0]
+    if spec["dtype"].startswith("int"):  # VQ-VAE codes
+        latents = rng.integers(0, onnx.facts["num_codes"], (3, *spec["shape"])).astype(np.int32)
+    else:
+        latents = rng.standard_normal((3, onnx.latent_dim)).astype(np.float32)
+    labels = np.array([0, 3, 9], np.int32) if onnx.num_classes else None
+    feeds = {spec["name"]: latents, **({"labels": labels} if labels is not None else {})}
+    expected = np.asarray(keras_decoder(feeds)["mean"])
+    np.testing.assert_allclose(onnx.decode(latents, labels), expected, atol=1e-5)
+    np.testing.assert_allclose(tflite.decode(latents, labels), expected, atol=1e-4)
+
+
+def test_the_full_model_comes_back_in_keras():
+    model = zoo.load_pretrained("vae-mnist5k", part="model")
+    assert model.variant == "vae" and model.sample(2, seed=0).shape == (2, 28, 28, 1)
+
+
+def test_the_pretrained_cvae_draws_the_class_asked_for():
+    from zoo import classifier
+
+    judge, _ = classifier.load_or_train("mnist5k", print_fn=lambda *a, **k: None)
+    decoder = zoo.load_pretrained("cvae-mnist5k", format="onnx")
+    accuracy = [np.mean(classifier.predict(judge, decoder.generate(100, labels=[c] * 100, seed=c)) == c)
+                for c in range(10)]
+    assert np.mean(accuracy) >= 0.90, accuracy
+
+
+@pytest.mark.parametrize("filename", build.BUNDLE_FILES)
+def test_one_flipped_byte_fails_the_checksum(bundle_root, filename):
+    path = bundle_root / "cvae-mnist5k" / filename
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    fmt = next(fmt for fmt, names in pretrained.FORMATS.items() if filename in names)
+    with pytest.raises(pretrained.ChecksumError, match=rf"{filename} fails its checksum"):
+        zoo.load_pretrained("cvae-mnist5k", format=fmt)
+
+
+def test_bad_names_parts_and_formats_say_what_is_expected(monkeypatch):
+    monkeypatch.delenv(pretrained.REGISTRY_ENV, raising=False)
+    with pytest.raises(pretrained.PretrainedError, match="Bundled: ae-mnist5k"):
+        zoo.load_pretrained("vae-cifar10")
+    with pytest.raises(ValueError, match="Unknown part"):
+        zoo.load_pretrained("vae-mnist5k", part="encoder")
+    with pytest.raises(ValueError, match="Unknown format"):
+        zoo.load_pretrained("vae-mnist5k", format="pt")
+    with pytest.raises(ValueError, match="decoder only"):
+        zoo.load_pretrained("vae-mnist5k", part="model", format="onnx")
+
+
+BLOCK_TENSORFLOW = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras", "tensorflow_probability"):
+            raise ImportError(f"{name} is not installed in this app")
+sys.meta_path.insert(0, Block())
+import zoo
+images = zoo.load_pretrained("cvae-mnist5k", format="{fmt}").generate(4, labels=3, seed=0)
+assert images.shape == (4, 28, 28, 1), images.shape
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_onnx_and_tflite_decoders_load_without_tensorflow(fmt):
+    result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW.replace("{fmt}", fmt)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A registry on 127.0.0.1 serving a copy of vae-mnist5k as 'vae-big'; the cache is empty."""
+    served = tmp_path / "registry"
+    shutil.copytree(os.path.join(pretrained.BUNDLED, "vae-mnist5k"), served / "vae-big")
+    manifest = json.loads((served / "vae-big" / "manifest.json").read_text())
+    (served / "vae-big" / "manifest.json").write_text(json.dumps({**manifest, "name": "vae-big"}))
+    (served / "index.json").write_text(json.dumps({"models": ["vae-big"]}))
+    handler = functools.partial(QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("VAE_ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(pretrained.REGISTRY_ENV, raising=False)
+    yield f"http://127.0.0.1:{server.server_address[1]}", served, tmp_path / "cache" / "pretrained"
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_a_registry_model_is_downloaded_verified_and_cached(registry, monkeypatch):
+    url, served, cache = registry
+    monkeypatch.setenv(pretrained.REGISTRY_ENV, url)
+    assert "vae-big" in zoo.list_pretrained()
+    decoder = zoo.load_pretrained("vae-big", format="onnx")
+    assert decoder.generate(2, seed=0).shape == (2, 28, 28, 1)
+    assert sorted(os.listdir(cache)) == ["vae-big"]
+    shutil.rmtree(served)  # the registry is gone: the cached copy is enough
+    assert zoo.load_pretrained("vae-big", format="tflite").latent_dim == decoder.latent_dim
+
+
+def test_a_corrupt_download_leaves_nothing_in_the_cache(registry):
+    url, served, cache = registry
+    path = served / "vae-big" / "decoder.onnx"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(pretrained.ChecksumError, match="decoder.onnx fails its checksum"):
+        zoo.load_pretrained("vae-big", format="onnx", registry=url)
+    assert os.listdir(cache) == []
+
+
+def test_an_unreachable_registry_is_a_clear_error(registry):
+    url, _, _ = registry
+    with pytest.raises(pretrained.PretrainedError, match="Could not fetch .*/nothing-here/manifest.json"):
+        zoo.load_pretrained("nothing-here", registry=url)
+
+
+def test_cli_verifies_lists_and_refuses_unknown_names(bundle_root):
+    from zoo.pretrained.__main__ import main
+
+    assert main(["verify"]) == 0
+    assert main(["list"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rebuild", "vae-cifar10"])
+    assert exit_info.value.code == 2
+    (bundle_root / "ae-mnist5k" / "model.keras").write_bytes(b"not a model")
+    assert main(["verify", "ae-mnist5k"]) == 1
+
+
+def test_rebuild_reproduces_a_bundle_and_its_metrics(tmp_path, monkeypatch):
+    """A tiny recipe stands in for the real ones (which take minutes each): built once, then
+    rebuilt and compared, the way `python -m zoo.pretrained rebuild` does."""
+    recipe = "python recipes/train_vae.py --dataset digits --epochs 2 --latent-dim 4 --seed 0 --nll-samples 20"
+    monkeypatch.setitem(pretrained.RECIPES, "vae-digits-tiny", recipe)
+    monkeypatch.setenv("VAE_ZOO_CACHE", str(tmp_path / "cache"))
+    quiet = lambda *a, **k: None  # noqa: E731
+    first = build.build("vae-digits-tiny", root=tmp_path, print_fn=quiet)
+    assert first["recipe"] == recipe + " --out runs/vae-digits-tiny"
+    assert build.rebuild("vae-digits-tiny", root=tmp_path, check_only=True, print_fn=quiet)
+    assert pretrained.read_manifest(tmp_path / "vae-digits-tiny") == first  # --check keeps the bundle
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no scratch left behind
