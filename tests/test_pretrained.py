@@ -89,6 +89,8 @@ def test_bad_names_parts_and_formats_say_what_is_expected(monkeypatch):
     monkeypatch.delenv(pretrained.REGISTRY_ENV, raising=False)
     with pytest.raises(pretrained.PretrainedError, match="Bundled: ae-mnist5k"):
         zoo.load_pretrained("vae-cifar10")
+    with pytest.raises(pretrained.PretrainedError, match="Expected a pretrained model name"):
+        zoo.load_pretrained("../vae-mnist5k")
     with pytest.raises(ValueError, match="Unknown part"):
         zoo.load_pretrained("vae-mnist5k", part="encoder")
     with pytest.raises(ValueError, match="Unknown format"):
@@ -178,6 +180,16 @@ def test_cli_verifies_lists_and_refuses_unknown_names(bundle_root):
     assert exit_info.value.code == 2
     (bundle_root / "ae-mnist5k" / "model.keras").write_bytes(b"not a model")
     assert main(["verify", "ae-mnist5k"]) == 1
+
+
+def test_rebuilt_metrics_are_compared_relatively_and_rates_absolutely():
+    old = {"metrics": {"test_nll_bin_k100": 86.5, "ood_auroc_dsprites": 0.128, "conditional_accuracy": 0.955,
+                       "train_images_per_second": 800.0, "conditional_accuracy_per_class": [0.9]}}
+    new = {"metrics": {"test_nll_bin_k100": 89.5, "ood_auroc_dsprites": 0.135, "conditional_accuracy": 0.93,
+                       "train_images_per_second": 400.0, "conditional_accuracy_per_class": [0.1]}}
+    assert build.compare(old, new) == [("conditional_accuracy", 0.955, 0.93, False),
+                                       ("ood_auroc_dsprites", 0.128, 0.135, True),
+                                       ("test_nll_bin_k100", 86.5, 89.5, False)]
 
 
 def test_rebuild_reproduces_a_bundle_and_its_metrics(tmp_path, monkeypatch):

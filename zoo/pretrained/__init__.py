@@ -24,6 +24,7 @@ This module imports no TensorFlow: ONNX and TFLite decoders load with `export.ru
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -38,6 +39,7 @@ REGISTRY_ENV = "VAE_ZOO_REGISTRY"
 PARTS = ("decoder", "model")
 FORMATS = {"keras": ("model.keras",), "onnx": ("decoder.onnx",), "tflite": ("decoder.tflite", "decoder.tflite.json")}
 TIMEOUT_S = 30
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder name: no path separators, not hidden
 
 # The bundled models and the recipe command that makes each (`--out` is added when it runs).
 # Width 32 (16 for 64x64 dSprites) keeps each bundle near 2 MB.
@@ -65,7 +67,10 @@ def list_pretrained(registry=None):
     names = {name for name in os.listdir(BUNDLED) if os.path.isfile(os.path.join(BUNDLED, name, MANIFEST))}
     registry = registry or os.environ.get(REGISTRY_ENV)
     if registry:
-        names.update(_read_json_url(_join(registry, "index.json"))["models"])
+        index = _read_json_url(_join(registry, "index.json"))
+        if not isinstance(index, dict) or not isinstance(index.get("models"), list):
+            raise PretrainedError(f"{_join(registry, 'index.json')} should be {{\"models\": [names]}}.")
+        names.update(index["models"])
     return sorted(names)
 
 
@@ -115,6 +120,8 @@ def load_pretrained(name, part="decoder", format="keras", *, registry=None, prov
 def locate(name, registry=None):
     """The folder of model `name`: its bundle, else its copy in the cache, fetched from the
     registry when it is not there yet."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise PretrainedError(f"Expected a pretrained model name such as 'vae-mnist5k', received {name!r}.")
     bundled = os.path.join(BUNDLED, name)
     if os.path.isfile(os.path.join(bundled, MANIFEST)):
         return bundled
@@ -163,6 +170,8 @@ def fetch(name, registry):
     root = os.path.join(files.cache_dir(), "pretrained")
     os.makedirs(root, exist_ok=True)
     manifest = _read_json_url(_join(registry, name, MANIFEST))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise PretrainedError(f"{_join(registry, name, MANIFEST)} has no 'files' table of sha256s.")
     staging = tempfile.mkdtemp(dir=root, prefix=f".{name}.")
     try:
         os.chmod(staging, 0o755)
