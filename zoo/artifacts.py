@@ -8,12 +8,11 @@ is not a finished run: `read_manifest` and `load_model` refuse it.
 import json
 import os
 import platform
-import shutil
 
 import keras
 
 from zoo import models  # noqa: F401  (registers every variant, so model.keras files load)
-from zoo.files import sha256, write_json_atomic  # noqa: F401  (part of this module's API)
+from zoo.files import atomic_folder, atomic_write, sha256, write_json_atomic
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.keras"
@@ -39,20 +38,13 @@ def save_model(model, out):
     Each is written under a temporary name and renamed into place, so a crash leaves no
     half-written file under the final name.
     """
-    tmp_model = os.path.join(out, f".{MODEL_FILE}.tmp.keras")
-    model.save(tmp_model)
-    os.replace(tmp_model, os.path.join(out, MODEL_FILE))
-
-    tmp_dir = os.path.join(out, f".{SAVED_MODEL_DIR}.tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
+    atomic_write(os.path.join(out, MODEL_FILE), model.save)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, signature) in model.serving_endpoints().items():
         archive.add_endpoint(name, fn, input_signature=signature)
-    archive.write_out(tmp_dir, verbose=False)
-    final = os.path.join(out, SAVED_MODEL_DIR)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp_dir, final)
+    with atomic_folder(os.path.join(out, SAVED_MODEL_DIR)) as staging:
+        archive.write_out(staging, verbose=False)
 
 
 def write_manifest(out, **fields):

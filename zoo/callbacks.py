@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from zoo.artifacts import RunError
+from zoo.files import atomic_write, write_json_atomic
 
 STATE = "state.json"
 
@@ -178,18 +179,18 @@ class Checkpoint(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         state = {"epoch": self.epoch, "step": self.step, "stopped": bool(self.model.stop_training),
                  "fingerprint": self.fingerprint, "weights": f"state-{self.epoch:04d}-{self.step:06d}.weights.h5"}
-        _atomic(os.path.join(self.directory, state["weights"]), self.model.save_weights)
+        atomic_write(os.path.join(self.directory, state["weights"]), self.model.save_weights)
         stopping = self.early_stopping
         if stopping is not None and stopping.best_weights is not None:
             state["early_stopping"] = stopping.get_state()
             state["best_weights"] = f"best-{stopping.best_epoch:04d}.npz"
             if state["best_weights"] != self.best_file:  # a new best epoch
-                _atomic(os.path.join(self.directory, state["best_weights"]),
-                        lambda tmp: np.savez(tmp, *stopping.best_weights))
+                atomic_write(os.path.join(self.directory, state["best_weights"]),
+                             lambda tmp: np.savez(tmp, *stopping.best_weights))
                 self.best_file = state["best_weights"]
         if self.progress is not None:
             state["throughput"] = self.progress.throughput
-        _atomic(os.path.join(self.directory, STATE), lambda tmp: _dump_json(state, tmp))
+        write_json_atomic(os.path.join(self.directory, STATE), state)
         for name in os.listdir(self.directory):  # what state.json does not name is stale
             if name not in (STATE, state["weights"], state.get("best_weights")):
                 os.remove(os.path.join(self.directory, name))
@@ -307,18 +308,4 @@ def truncate_history(path, epochs):
         with open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([header, *kept])
 
-    _atomic(path, write)
-
-
-def _dump_json(data, path):
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-
-
-def _atomic(path, write):
-    """Calls `write(tmp)` on a hidden temporary name beside `path` (same suffix, as Keras and numpy
-    want), then renames it into place: a kill never leaves a half-written file under `path`."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".tmp-{name}")
-    write(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, write)

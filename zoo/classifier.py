@@ -11,13 +11,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
 
 from zoo import data
-from zoo.files import CACHE_ENV, cache_dir  # noqa: F401  (part of this module's API)
+from zoo.files import CACHE_ENV, atomic_write, cache_dir, write_json_atomic  # noqa: F401  (CACHE_ENV: API)
 
 
 def build(input_shape, num_classes):
@@ -75,8 +74,8 @@ def load_or_train(dataset, *, seed=0, epochs=15, print_fn=print):
     accuracy = float(np.mean(predict(model, x_test) == y_test))
     info = {"dataset": dataset, "test_accuracy": accuracy, "epochs": epochs, "path": path + ".keras"}
     os.makedirs(cache_dir(), exist_ok=True)
-    _atomic(path + ".keras", model.save)
-    _atomic(path + ".json", lambda tmp: _dump(info, tmp))  # written last: the pair is complete
+    atomic_write(path + ".keras", model.save)
+    write_json_atomic(path + ".json", info)  # written last: the pair is complete
     return model, info
 
 
@@ -89,22 +88,3 @@ def _key(dataset, x, y):
     digest = hashlib.sha256(x.tobytes() + y.astype(np.int64).tobytes()).hexdigest()[:12]
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(dataset)))
     return f"{name}-{digest}"
-
-
-def _atomic(path, write):
-    """Runs `write(tmp)` on a temporary file beside `path`, then renames it into place."""
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _dump(info, path):
-    with open(path, "w") as f:
-        json.dump(info, f, indent=2)

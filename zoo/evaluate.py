@@ -10,7 +10,6 @@ scores a live model (`model_functions`) and a SavedModel's signatures (`saved_mo
 
 import argparse
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -19,6 +18,7 @@ import tensorflow_probability as tfp
 
 import zoo
 from zoo import artifacts, data
+from zoo.files import atomic_folder
 
 tfd = tfp.distributions
 
@@ -187,14 +187,11 @@ def evaluate_run(run_dir, k=500, print_fn=print, *, batch_size=8192, max_images=
 
     drawn = []
     if pictures:  # drawn into a hidden folder, then swapped in: never a half-drawn pictures/ in the run
-        tmp, final = os.path.join(run_dir, f".{PICTURES_DIR}.tmp"), os.path.join(run_dir, PICTURES_DIR)
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        drawn = viz.draw_run(model, tmp, x, y, means=means, kl=results.get("kl_per_dim"),
-                             code_counts=results.get("code_counts"), history=os.path.join(run_dir, HISTORY),
-                             name=f"{manifest.get('variant', model.name)} on {os.path.basename(dataset)}", seed=seed)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with atomic_folder(os.path.join(run_dir, PICTURES_DIR)) as folder:
+            drawn = viz.draw_run(model, folder, x, y, means=means, kl=results.get("kl_per_dim"),
+                                 code_counts=results.get("code_counts"), history=os.path.join(run_dir, HISTORY),
+                                 name=f"{manifest.get('variant', model.name)} on {os.path.basename(dataset)}",
+                                 seed=seed)
     results["pictures"] = [f"{PICTURES_DIR}/{p}" for p in drawn]
 
     artifacts.write_json_atomic(os.path.join(run_dir, METRICS_FILE), results)

@@ -4,9 +4,11 @@
 numpy and onnxruntime alone) share them, so both check and write files the same way.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
 CACHE_ENV = "VAE_ZOO_CACHE"
@@ -27,17 +29,45 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def write_json_atomic(path, data):
-    """Writes `data` as JSON to `path` through a temporary file and a rename: readers see the old
-    file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".manifest.", suffix=".tmp")
+def atomic_write(path, write):
+    """Calls `write(tmp)` on a hidden temporary file beside `path` whose name ends like `path`'s (as
+    Keras and numpy want: `.keras`, `.weights.h5`, `.npz`), then renames it into place: readers see
+    the old file or the new one, never half of one, and a failed write leaves nothing behind."""
+    folder, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=".tmp", suffix=f"-{name}")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; artifacts are for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yields a hidden temporary folder beside `path` to fill; on success it replaces `path`, on an
+    error it is deleted: a folder is never seen half-written under its final name."""
+    folder, name = os.path.split(os.path.normpath(path))
+    staging = tempfile.mkdtemp(dir=folder or ".", prefix=f".{name}.")
+    try:
+        os.chmod(staging, 0o755)
+        yield staging
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_json_atomic(path, data):
+    """Writes `data` as JSON to `path` with `atomic_write`, synced to disk before the rename."""
+    def write(tmp):
+        with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise
+
+    atomic_write(path, write)

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from zoo import metrics
+from zoo.files import atomic_write
 
 SHAPE_NAMES = ("square", "ellipse", "heart")  # dSprites shape ids, in the order zoo.data.dsprites draws them
 LOSS_NAMES = ("loss", "reconstruction", "kl")
@@ -134,9 +135,7 @@ def training_curves_figure(history_path, title):
 
 def save(fig, path):
     """Writes `fig` as a PNG under a temporary name, then renames it into place."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", pad_inches=0.1)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", pad_inches=0.1))
 
 
 def draw_run(model, folder, x, y, *, means=None, kl=None, code_counts=None, history=None, name="", seed=0):

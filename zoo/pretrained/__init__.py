@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -172,21 +171,14 @@ def fetch(name, registry):
     manifest = _read_json_url(_join(registry, name, MANIFEST))
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise PretrainedError(f"{_join(registry, name, MANIFEST)} has no 'files' table of sha256s.")
-    staging = tempfile.mkdtemp(dir=root, prefix=f".{name}.")
-    try:
-        os.chmod(staging, 0o755)
+    target = os.path.join(root, name)
+    with files.atomic_folder(target) as staging:
         for filename in manifest["files"]:
             if os.path.basename(filename) != filename or filename.startswith("."):
                 raise PretrainedError(f"The registry's manifest for '{name}' names an unsafe file: {filename!r}.")
             _download(_join(registry, name, filename), os.path.join(staging, filename))
             verify(staging, filename, manifest)
         files.write_json_atomic(os.path.join(staging, MANIFEST), manifest)
-        target = os.path.join(root, name)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

@@ -65,9 +65,7 @@ def build(name, root=BUNDLED, recipe=None, print_fn=print):
                     "export": f"python -m export runs/{name} --formats {','.join(EXPORT_FORMATS)}",
                     "metrics": run["metrics"], "config": run["config"], "parity": report,
                     "versions": run["versions"], "files": {}}
-        staging = tempfile.mkdtemp(dir=root, prefix=f".{name}.")
-        try:
-            os.chmod(staging, 0o755)
+        with files.atomic_folder(os.path.join(root, name)) as staging:
             for filename in BUNDLE_FILES:
                 source, path = os.path.join(run_dir, filename), os.path.join(staging, filename)
                 if filename == artifacts.MODEL_FILE:
