@@ -205,22 +205,24 @@ def evaluate_run(run_dir, k=500, print_fn=print, *, batch_size=8192, max_images=
 
 def build_parser():
     """The command line of `python -m zoo.evaluate`."""
+    from zoo.training import COUNT, POSITIVE_INT  # the recipes' argument types (training imports this module)
+
     parser = argparse.ArgumentParser(
         prog="python -m zoo.evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Score a finished run directory: writes metrics.json and pictures/*.png into it, records "
                     "them in its manifest and prints a table of the metrics.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (one with a manifest.json)")
-    parser.add_argument("--k", type=_at_least(0), default=500,
+    parser.add_argument("--k", type=COUNT, default=500,
                         help="importance samples per image for the test NLL (0 skips the likelihood metrics)")
-    parser.add_argument("--batch-size", type=_at_least(1), default=8192,
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=8192,
                         help="decoded samples per forward pass; lower it to use less memory")
-    parser.add_argument("--max-images", type=_at_least(1), default=1000,
+    parser.add_argument("--max-images", type=POSITIVE_INT, default=1000,
                         help="test images for the importance-sampled metrics (a seeded subset of larger splits)")
-    parser.add_argument("--ood-k", type=_at_least(0), default=50,
+    parser.add_argument("--ood-k", type=COUNT, default=50,
                         help="importance samples per image for the outlier-detection scores")
-    parser.add_argument("--ood-size", type=_at_least(1), default=500, help="images per set for outlier detection")
+    parser.add_argument("--ood-size", type=POSITIVE_INT, default=500, help="images per set for outlier detection")
     parser.add_argument("--no-pictures", action="store_true", help="write the metrics only")
-    parser.add_argument("--seed", type=_at_least(0), default=0, help="seed of the samples and subsets")
+    parser.add_argument("--seed", type=COUNT, default=0, help="seed of the samples and subsets")
     return parser
 
 
@@ -235,15 +237,6 @@ def main(argv=None):
         return 2
     print(f"wrote {os.path.join(args.run_dir, METRICS_FILE)}")
     return 0
-
-
-def _at_least(minimum):
-    def parse(text):
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {value}")
-        return value
-    return parse
 
 
 def _log_mean_exp(log_w):
