@@ -154,7 +154,8 @@ def float32_outputs(model):
 
 def float32_copy(model):
     """The model rebuilt with float32 networks and the same weights (variables are float32 under
-    mixed precision too): what a run saves, since the SavedModel signatures and exports are float32."""
+    mixed precision too), without optimizer state: what a mixed-precision run saves, since the
+    SavedModel signatures and exports are float32, and what a pretrained bundle holds."""
     with dtype_policy("float32"):
         copy = type(model).from_config({**model.get_config(), "dtype": "float32"})
     copy.set_weights(model.get_weights())

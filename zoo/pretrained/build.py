@@ -74,23 +74,15 @@ def build(name, root=BUNDLED, recipe=None, print_fn=print):
                     shutil.copyfile(source, path)
                 manifest["files"][filename] = {"sha256": files.sha256(path), "bytes": os.path.getsize(path)}
             files.write_json_atomic(os.path.join(staging, MANIFEST), manifest)
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-            os.replace(staging, os.path.join(root, name))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return manifest
 
 
 def save_for_inference(model_path, target):
     """Saves the model of `model_path` to `target` without its optimizer state, which would
     triple the file (Adam keeps two moments per weight): a bundle is for inference."""
-    from zoo import artifacts
+    from zoo import artifacts, distribute
 
-    model = artifacts.load_model(model_path)
-    bare = type(model).from_config(model.get_config())
-    bare.set_weights(model.get_weights())
-    bare.save(target)
+    distribute.float32_copy(artifacts.load_model(model_path)).save(target)  # a fresh model: no optimizer
 
 
 def compare(old, new):
