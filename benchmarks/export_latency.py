@@ -11,13 +11,12 @@ and the command.
 
 import argparse
 import os
-import platform
-import shlex
 import sys
 import time
 
 import numpy as np
 
+import common
 import zoo
 from export.formats import FORMATS
 from export.parity import reference_decoder
@@ -73,18 +72,6 @@ def size_kib(path):
     return os.path.getsize(path) / 1024
 
 
-def machine():
-    cpu = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    import onnxruntime
-    import tensorflow
-
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}; Python "
-            f"{platform.python_version()}, TensorFlow {tensorflow.__version__}, ONNX Runtime {onnxruntime.__version__}")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run directory exported with `python -m export`")
@@ -116,8 +103,11 @@ def main(argv=None):
           "the whole model.")
     ratio = latencies["SavedModel `decode` signature"] / latencies["ONNX Runtime CPU"]
     print(f"ONNX Runtime CPU batch-1 latency: 1/{ratio:.1f} of the SavedModel signature's.")
-    print(f"Machine: {machine()}")
-    print("Command: " + " ".join(["python", *map(shlex.quote, [sys.argv[0], *(sys.argv[1:] if argv is None else argv)])]))
+    import onnxruntime
+    import tensorflow
+
+    print(f"Machine: {common.machine(tensorflow, onnxruntime)}")
+    print(f"Command: {common.command()}")
     return 0
 
 

@@ -3,7 +3,8 @@
 Both models share the zoo's encoder/decoder builders, the data pipeline, the optimizer and the
 batch size. The plain model writes the ELBO by hand (softplus scales, reparameterisation,
 sigmoid cross-entropy, closed-form KL) in a keras-io style `train_step`; the zoo builds it from
-TFP distributions. Epochs alternate between the two, in turns, so that machine noise hits both alike.
+TFP distributions. Epochs alternate between the two (`common.images_per_second`), so that machine
+noise hits both alike.
 
     python benchmarks/train_loop.py --epochs 5 --batch-size 32
 
@@ -11,14 +12,12 @@ Prints a markdown table of images/s (median over the timed epochs) and one of ne
 """
 
 import argparse
-import os
-import platform
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+import common
 import zoo
 from zoo import data, distributions, networks
 
@@ -90,25 +89,15 @@ def main():
     }
     for model in models.values():
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        model.fit(ds, epochs=1, verbose=0, shuffle=False)  # warm-up: tracing and graph building
+    speed = common.images_per_second(models, ds, len(x), args.epochs)
 
-    seconds = {name: [] for name in models}
-    for round_ in range(args.epochs):
-        order = list(models) if round_ % 2 == 0 else list(reversed(models))  # no first-mover bias
-        for name in order:
-            start = time.perf_counter()
-            models[name].fit(ds, epochs=1, verbose=0, shuffle=False)
-            seconds[name].append(time.perf_counter() - start)
-
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"tensorflow {tf.__version__}, keras {keras.__version__}")
-    print(f"command: python benchmarks/train_loop.py --epochs {args.epochs} --batch-size {args.batch_size}\n")
-    base = len(x) / np.median(seconds[list(models)[1]])
+    print(f"machine: {common.machine(tf, keras)}")
+    print(f"command: {common.command()}\n")
+    base = speed[list(models)[1]]
     print("| training loop | images/s (median) | relative to plain Keras |")
     print("|---|---:|---:|")
     for name in models:
-        speed = len(x) / np.median(seconds[name])
-        print(f"| {name} | {speed:,.0f} | {speed / base:.2f} |")
+        print(f"| {name} | {speed[name]:,.0f} | {speed[name] / base:.2f} |")
     print(f"\n| network ({args.dataset}, latent {args.latent_dim}) | parameters | FLOPs per image |")
     print("|---|---:|---:|")
     for name, params, flops in cost_rows(models[list(models)[0]]):

@@ -15,16 +15,12 @@ machine and the command.
 """
 
 import argparse
-import os
-import platform
-import shlex
 import sys
-import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+import common
 from zoo import data, distribute, training
 
 
@@ -38,20 +34,6 @@ def parse_args():
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--width", type=int, default=64)
     return parser.parse_args()
-
-
-def images_per_second(models, dataset, images, epochs):
-    """Median images/s of each model over `epochs` timed epochs of `fit`, after one warm-up epoch
-    each. The models take turns epoch by epoch, so that load from elsewhere on the machine hits
-    them alike."""
-    seconds = {name: [] for name in models}
-    for epoch in range(epochs + 1):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(dataset, epochs=1, shuffle=False, verbose=0)  # the pipeline shuffles
-            if epoch:  # the first epoch traces the step functions
-                seconds[name].append(time.perf_counter() - start)
-    return {name: images / float(np.median(s)) for name, s in seconds.items()}
 
 
 def main():
@@ -71,14 +53,13 @@ def main():
             models[name] = training.build_model(args.variant, strategy, input_shape=x.shape[1:],
                                                 latent_dim=args.latent_dim, width=args.width,
                                                 steps=(args.epochs + 1) * len(x) // batch)
-        for name, value in images_per_second(models, dataset, len(x), args.epochs).items():
+        for name, value in common.images_per_second(models, dataset, len(x), args.epochs).items():
             speed[name, batch] = value
             print(f"  {name}, batch {batch}: {value:,.0f} images/s", file=sys.stderr, flush=True)
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{', '.join(gpus) if gpus else 'no GPU'}; tensorflow {tf.__version__}, keras {keras.__version__}")
-    print("command: " + " ".join(["python", "benchmarks/train_throughput.py", *map(shlex.quote, sys.argv[1:])]))
+    print(f"machine: {common.machine(tf, keras)}; {', '.join(gpus) if gpus else 'no GPU'}")
+    print(f"command: {common.command()}")
     print(f"model: {args.variant}, width {args.width}, latent {args.latent_dim}; {len(x)} mnist5k images per epoch, "
           f"median of {args.epochs} epochs\n")
     names = list(strategies)
