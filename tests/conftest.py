@@ -38,3 +38,14 @@ def mnist_npz(tmp_path_factory, mnist_small):
 
 def images(shape, n=4, seed=0):
     return np.random.default_rng(seed).uniform(size=(n, *shape)).astype(np.float32)
+
+
+def write_run(out, model, variant, **fields):
+    """A finished run directory of `model`, written as a recipe writes it but without training:
+    `model.keras`, `saved_model/` and, last, the manifest with `fields`. Returns `out`."""
+    from zoo import artifacts
+
+    artifacts.begin_run(out)
+    artifacts.save_model(model, out)
+    artifacts.write_manifest(out, variant=variant, **{"config": model.get_config(), **fields})
+    return out

@@ -11,6 +11,7 @@ import tensorflow as tf
 from scipy.special import logsumexp
 
 import zoo
+from conftest import write_run as finished_run
 from zoo import artifacts, classifier, data, evaluate, metrics, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,13 +146,11 @@ def write_run(out, variant, dataset, train=None, latent_dim=2):
         model.compile(optimizer="adam")
         model.fit(data.pipeline(data.binarize(x), y if num_classes else None, batch_size=32), epochs=1, verbose=0,
                   shuffle=False)
-    artifacts.begin_run(out)
-    artifacts.save_model(model, out)
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "history.csv"), "w") as f:
         f.write("epoch,loss,reconstruction,val_loss,val_reconstruction\n0,300,290,280,275\n1,250,240,245,238\n")
-    artifacts.write_manifest(out, variant=variant, config=model.get_config(), metrics={"test_loss": 1.0},
-                             dataset={"name": dataset}, training={"seed": 0})
-    return out
+    return finished_run(out, model, variant, metrics={"test_loss": 1.0}, dataset={"name": dataset},
+                        training={"seed": 0})
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import tensorflow as tf
 import zoo
 from export import formats, parity, pipeline
 from export.__main__ import main
+from conftest import write_run
 from export.runtime import load_decoder, sample_inputs
 from zoo import artifacts
 from zoo import distributions as dists
@@ -27,13 +28,6 @@ from zoo.models.vae import VAE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMATS = list(formats.FORMATS)
-
-
-def write_run(out, model, variant, **config):
-    artifacts.begin_run(out)
-    artifacts.save_model(model, out)
-    artifacts.write_manifest(out, variant=variant, config={**model.get_config(), **config})
-    return out
 
 
 def tiny(name, **kwargs):
@@ -217,7 +211,8 @@ class CodesVAE(VAE):
 
 def test_a_model_can_supply_its_own_serving_decoder(tmp_path):
     model = CodesVAE(input_shape=(28, 28, 1), latent_dim=4, width=8, hidden=32)
-    run = write_run(str(tmp_path), model, "codes_toy", num_codes=CodesVAE.num_codes)
+    config = {**model.get_config(), "num_codes": CodesVAE.num_codes}
+    run = write_run(str(tmp_path), model, "codes_toy", config=config)
     report = pipeline.export_run(run, ["onnx", "tflite"], print_fn=lambda *a, **k: None)
     assert all(entry["passed"] for entry in report.values())
     decoder = load_decoder(os.path.join(run, "decoder.tflite"))

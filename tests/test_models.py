@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from conftest import SHAPES, images
+from conftest import SHAPES, images, write_run
 from zoo import artifacts, evaluate
 from zoo.models import LatentVariableModel
 
@@ -71,10 +71,7 @@ def test_get_config_round_trip(name):
 def test_keras_and_saved_model_round_trips(name, tmp_path):
     model = build(name)
     x, labels = images((28, 28, 1)), labels_for(model)
-    out = str(tmp_path)
-    artifacts.begin_run(out)
-    artifacts.save_model(model, out)
-    artifacts.write_manifest(out, variant=name, config=model.get_config())
+    out = write_run(str(tmp_path), model, name)
 
     reloaded = zoo.load_model(out)
     np.testing.assert_allclose(reloaded(x, labels), model(x, labels), atol=1e-6)

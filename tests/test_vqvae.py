@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from conftest import images
-from zoo import artifacts, data
+from conftest import images, write_run
+from zoo import data
 from zoo.models.vqvae import code_usage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,10 +125,7 @@ def test_get_config_round_trip_records_num_codes():
 def test_keras_and_saved_model_round_trips(trained, tmp_path):
     model, _ = trained
     x = images((28, 28, 1))
-    out = str(tmp_path)
-    artifacts.begin_run(out)
-    artifacts.save_model(model, out)
-    artifacts.write_manifest(out, variant="vqvae", config=model.get_config())
+    out = write_run(str(tmp_path), model, "vqvae")
 
     reloaded = zoo.load_model(out)
     for name in ("codebook", "code_counts", "code_sums", "steps_unused", "code_frequencies"):
