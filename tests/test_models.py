@@ -137,10 +137,25 @@ def test_bad_latents_and_labels_are_rejected():
     ({"input_shape": (28, 28)}, r"Expected `input_shape` as \(height, width, channels\)"),
     ({"likelihood": "poisson"}, "Unknown likelihood 'poisson'"),
     ({"prior": "flat"}, "Unknown prior 'flat'"),
+    ({"dense_layers": -1}, "Expected dense_layers >= 0, received dense_layers=-1"),
 ])
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         zoo.create("vae", **{"input_shape": (28, 28, 1), **kwargs})
+
+
+def test_dense_layers_join_the_conv_trunk_to_z():
+    def dense_sizes(network):
+        return [layer.units for layer in network.layers if isinstance(layer, keras.layers.Dense)]
+
+    model = build("beta_vae", dense_layers=2)
+    assert dense_sizes(model.encoder) == [32, 32, 8] and dense_sizes(model.decoder) == [32, 32, 7 * 7 * 16]
+    assert type(model).from_config(model.get_config()).dense_layers == 2
+    assert model.decode(model.encode(images((28, 28, 1))).sample()).event_shape == (28, 28, 1)
+    mlp = build("vae", (8, 8, 1), dense_layers=2)  # an MLP backbone keeps its two hidden layers
+    assert dense_sizes(mlp.encoder) == [32, 32, 8]
+    with pytest.raises(ValueError, match="expected dense_layers=0, received 2"):
+        build("vqvae", dense_layers=2)
 
 
 def test_autoencoder_cannot_sample():

@@ -1,8 +1,11 @@
 """Encoder and decoder backbones, chosen from the image shape.
 
 Images whose sides are at least 16 and even get a conv backbone that halves the side until it is
-at most 7 (28 -> 7, 32 -> 4, 64 -> 4); smaller images (8x8 digits) get an MLP. Both produce plain
-tensors; `zoo.distributions` turns them into distributions.
+at most 7 (28 -> 7, 32 -> 4, 64 -> 4); smaller images (8x8 digits) get an MLP. A conv backbone can
+also have `dense_layers` fully connected layers between its conv trunk and z, as in the beta-VAE
+papers' dSprites networks: a linear read-out of conv features cannot tell a sprite's position from
+its size, so without them position and scale share latents. Both produce plain tensors;
+`zoo.distributions` turns them into distributions.
 """
 
 import keras
@@ -24,44 +27,50 @@ def _filters(level, width):
     return min(width * 2**level, 4 * width)
 
 
-def encoder(input_shape, units, *, width=32, hidden=256, name="encoder"):
+def encoder(input_shape, units, *, width=32, hidden=256, dense_layers=0, name="encoder"):
     """Maps images `[B, H, W, C]` to `[B, units]` (e.g. the loc and raw scale of q(z|x)).
 
     Args:
         input_shape: `(H, W, C)`; C includes any label channels of a conditional model.
         units: size of the output vector.
         width: filters of the first conv level (doubled per level, up to 4x).
-        hidden: units of the MLP's hidden layers (MLP backbone only).
+        hidden: units of the hidden dense layers (the MLP's, and the conv backbone's `dense_layers`).
+        dense_layers: hidden dense layers after the conv trunk (conv backbone only; the MLP has 2).
     """
     h, w, _ = input_shape
     levels = _levels(min(h, w))
     net = [keras.Input(input_shape)]
     if levels == 0:
-        net += [layers.Flatten(), layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu")]
+        net += [layers.Flatten(), *_dense(hidden, 2)]
     else:
         for level in range(levels):
             net += [layers.Conv2D(_filters(level, width), 3, strides=2, padding="same", activation="relu")]
-        net += [layers.Flatten()]
+        net += [layers.Flatten()] + _dense(hidden, dense_layers)
     net += [layers.Dense(units)]
     return keras.Sequential(net, name=name)
 
 
-def decoder(units, output_shape, *, width=32, hidden=256, name="decoder"):
-    """Maps `[B, units]` (z, plus a one-hot label when conditional) to raw image outputs `[B, H, W, C]`."""
+def decoder(units, output_shape, *, width=32, hidden=256, dense_layers=0, name="decoder"):
+    """Maps `[B, units]` (z, plus a one-hot label when conditional) to raw image outputs `[B, H, W, C]`;
+    the mirror image of `encoder` (its `dense_layers` come before the conv trunk)."""
     h, w, c = output_shape
     levels = _levels(min(h, w))
     net = [keras.Input((units,))]
     if levels == 0:
-        net += [layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
-                layers.Dense(h * w * c), layers.Reshape((h, w, c))]
+        net += [*_dense(hidden, 2), layers.Dense(h * w * c), layers.Reshape((h, w, c))]
     else:
         side_h, side_w = h // 2**levels, w // 2**levels
         top = _filters(levels - 1, width)
+        net += _dense(hidden, dense_layers)
         net += [layers.Dense(side_h * side_w * top, activation="relu"), layers.Reshape((side_h, side_w, top))]
         for level in reversed(range(levels)):
             net += [layers.Conv2DTranspose(_filters(level, width), 3, strides=2, padding="same", activation="relu")]
         net += [layers.Conv2D(c, 3, padding="same")]
     return keras.Sequential(net, name=name)
+
+
+def _dense(units, count):
+    return [layers.Dense(units, activation="relu") for _ in range(count)]
 
 
 def grid_shape(image_shape):
@@ -81,8 +90,8 @@ def spatial_encoder(input_shape, channels, *, width=32, hidden=256, name="encode
     levels = _levels(min(input_shape[:2]))
     net = [keras.Input(input_shape)]
     if levels == 0:
-        net += [layers.Flatten(), layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
-                layers.Dense(gh * gw * channels), layers.Reshape((gh, gw, channels))]
+        net += [layers.Flatten(), *_dense(hidden, 2), layers.Dense(gh * gw * channels),
+                layers.Reshape((gh, gw, channels))]
     else:
         net += [layers.Conv2D(_filters(level, width), 3, strides=2, padding="same", activation="relu")
                 for level in range(levels)]
@@ -96,8 +105,7 @@ def spatial_decoder(grid, output_shape, *, width=32, hidden=256, name="decoder")
     levels = _levels(min(h, w))
     net = [keras.Input(tuple(grid))]
     if levels == 0:
-        net += [layers.Flatten(), layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
-                layers.Dense(h * w * c), layers.Reshape((h, w, c))]
+        net += [layers.Flatten(), *_dense(hidden, 2), layers.Dense(h * w * c), layers.Reshape((h, w, c))]
     else:
         net += [layers.Conv2D(_filters(levels - 1, width), 3, padding="same", activation="relu")]
         net += [layers.Conv2DTranspose(_filters(level, width), 3, strides=2, padding="same", activation="relu")

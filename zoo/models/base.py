@@ -31,14 +31,15 @@ class LatentVariableModel(keras.Model):
         prior: "normal" for N(0, I), or "mog" for a learned mixture of Gaussians.
         prior_components: mixture components of the "mog" prior.
         width: filters of the first conv level of the backbones.
-        hidden: hidden units of the MLP backbones.
+        hidden: hidden units of the MLP backbones and of the dense layers below.
+        dense_layers: hidden dense layers between a conv trunk and z (0; the beta-VAE papers use 2).
     """
 
     metric_names = ("loss", "reconstruction", "kl")
     conditional = False  # True: the recipe passes the dataset's number of classes as `num_classes`
 
     def __init__(self, input_shape, latent_dim=16, num_classes=None, likelihood="bernoulli", prior="normal",
-                 prior_components=10, width=64, hidden=256, **kwargs):
+                 prior_components=10, width=64, hidden=256, dense_layers=0, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = _check_shape(input_shape)
         self.latent_dim = _check_positive("latent_dim", latent_dim)
@@ -49,6 +50,9 @@ class LatentVariableModel(keras.Model):
             raise ValueError(f"Unknown prior '{prior}': expected one of {dists.PRIORS}.")
         self.likelihood, self.prior_name, self.prior_components = likelihood, prior, int(prior_components)
         self.width, self.hidden = int(width), int(hidden)
+        if dense_layers < 0:
+            raise ValueError(f"Expected dense_layers >= 0, received dense_layers={dense_layers}.")
+        self.dense_layers = int(dense_layers)
 
         self.encoder, self.decoder = self.make_networks()
         self.log_scale = (self.add_weight(shape=self.image_shape[-1:], initializer="zeros", name="log_scale")
@@ -64,8 +68,9 @@ class LatentVariableModel(keras.Model):
         """The encoder (images, plus label channels -> `encoder_units`) and decoder (z, plus label -> image)."""
         extra = self.num_classes or 0
         h, w, c = self.image_shape
-        encoder = networks.encoder((h, w, c + extra), self.encoder_units, width=self.width, hidden=self.hidden)
-        decoder = networks.decoder(self.latent_dim + extra, self.image_shape, width=self.width, hidden=self.hidden)
+        sizes = dict(width=self.width, hidden=self.hidden, dense_layers=self.dense_layers)
+        encoder = networks.encoder((h, w, c + extra), self.encoder_units, **sizes)
+        decoder = networks.decoder(self.latent_dim + extra, self.image_shape, **sizes)
         return encoder, decoder
 
     @property
@@ -219,7 +224,8 @@ class LatentVariableModel(keras.Model):
     def get_config(self):
         return {**super().get_config(), "input_shape": list(self.image_shape), "latent_dim": self.latent_dim,
                 "num_classes": self.num_classes, "likelihood": self.likelihood, "prior": self.prior_name,
-                "prior_components": self.prior_components, "width": self.width, "hidden": self.hidden}
+                "prior_components": self.prior_components, "width": self.width, "hidden": self.hidden,
+                "dense_layers": self.dense_layers}
 
 
 def _check_shape(shape):
