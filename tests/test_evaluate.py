@@ -262,21 +262,11 @@ def test_classifier_refuses_a_dataset_without_classes(tmp_path, monkeypatch):
         classifier.load_or_train("dsprites")
 
 
-class StandInVQ:
-    """A stand-in for the VQ-VAE being written: `num_codes`, `encode -> {"codes"}`, `reconstruct`."""
-
-    num_codes, num_classes, has_prior, likelihood = 16, None, False, "bernoulli"
-
-    def serving_endpoints(self):
-        x = tf.TensorSpec([None, 28, 28, 1], tf.float32)
-        codes = lambda x: {"codes": tf.cast(tf.reshape(tf.nn.avg_pool2d(x, 7, 7, "VALID"), [-1, 4, 4]) * 8, tf.int32)}
-        return {"encode": (codes, [x]), "reconstruct": (lambda x: {"mean": tf.clip_by_value(x, 0.05, 0.95)}, [x])}
-
-
 def test_vq_metrics_activate_on_num_codes(mnist_small):
     _, (x, y) = mnist_small
     settings = {"k": 10, "max_images": 20, "ood_k": 4, "ood_size": 10, "seed": 0}
-    results, codes = report.compute(StandInVQ(), x, y, "mnist5k", settings, print_fn=lambda *a: None)
+    vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32)
+    results, codes = report.compute(vq, x, y, "mnist5k", settings, print_fn=lambda *a: None)
     assert codes is None  # no continuous latent to draw
     assert 1.0 <= results["perplexity"] <= 16 and 0 < results["codebook_usage"] <= 1
     assert len(results["code_counts"]) == 16 and results["ood_score"] == "reconstruction_mse"

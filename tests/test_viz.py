@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from matplotlib.image import imread
 
 import zoo
@@ -83,20 +82,9 @@ def test_draw_run_colours_dsprites_by_shape(tmp_path):
     assert "latent_map.png" in drawn and "interpolation.png" in drawn
 
 
-class StandInVQ:
-    """A stand-in for the VQ-VAE being written: reconstructs and samples, but has no continuous latent."""
-
-    num_codes, num_classes, has_prior = 16, None, False
-
-    def __call__(self, x, labels=None):
-        return tf.clip_by_value(tf.convert_to_tensor(x), 0.1, 0.9)
-
-    def sample(self, n, seed=None):
-        return tf.random.stateless_uniform((n, 28, 28, 1), seed=[seed or 0, 0])
-
-
 def test_draw_run_for_a_vq_model(tmp_path, mnist_small):
     _, (x, y) = mnist_small
     counts = np.r_[np.arange(12) * 10, np.zeros(4)]
-    drawn = viz.draw_run(StandInVQ(), str(tmp_path), x, y, code_counts=counts, name="vq")
+    vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32)
+    drawn = viz.draw_run(vq, str(tmp_path), x, y, code_counts=counts, name="vq")
     assert drawn == ["codebook_usage.png", "reconstructions.png", "samples.png"]
