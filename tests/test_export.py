@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from conftest import write_run
 from export import formats, parity, pipeline
 from export.__main__ import main
-from conftest import write_run
 from export.runtime import load_decoder, sample_inputs
 from zoo import artifacts
 from zoo import distributions as dists
