@@ -46,6 +46,27 @@ def test_beta_vae_score_is_one_for_the_factors_and_chance_for_noise(factors):
     assert abs(noise - 1 / factors.shape[1]) < 0.1
 
 
+def test_variance_explained_names_the_factor_a_latent_follows(factors):
+    shares = metrics.variance_explained(factors.astype(float), factors)
+    np.testing.assert_allclose(np.diag(shares), 1.0)  # each latent is its factor
+    assert np.abs(shares - np.eye(len(shares))).max() < 0.01  # and the others do not move its mean
+    x, y, scale = factors[:, 3], factors[:, 4], factors[:, 1]
+    sign = np.random.default_rng(5).choice([-1.0, 1.0], len(factors))
+    codes = np.c_[x + y, np.full(len(factors), 3.0), (scale + 1) * sign]
+    mixed, constant, symmetric = metrics.variance_explained(codes, factors).T
+    np.testing.assert_allclose(mixed[3:], 0.5, atol=0.03)
+    assert not constant.any()
+    assert symmetric.max() < 0.01  # size coded by |z| with a random sign: the mean does not move
+
+
+def test_main_factors_lists_active_latents_with_their_factor(factors):
+    noise = np.random.default_rng(5).normal(size=len(factors))
+    codes = np.c_[factors[:, 3] / 31, 0.01 * noise, factors[:, 4] / 31 + 0.5 * noise]
+    found = report.main_factors(codes, factors)
+    assert list(found) == ["z1:x", "z3:y"] and found["z1:x"] == 1.0  # z2 does not vary enough to count
+    assert 0.2 < found["z3:y"] < 0.4  # y's variance is 1/12, the noise's 1/4
+
+
 def test_auroc_is_one_when_separable_and_a_half_by_chance():
     assert metrics.auroc([1.0, 2.0, 3.0], [3.5, 10.0]) == 1.0
     assert metrics.auroc([3.5, 10.0], [1.0, 2.0, 3.0]) == 0.0
@@ -271,6 +292,19 @@ def test_vq_metrics_activate_on_num_codes(mnist_small):
     assert 1.0 <= results["perplexity"] <= 16 and 0 < results["codebook_usage"] <= 1
     assert len(results["code_counts"]) == 16 and results["ood_score"] == "reconstruction_mse"
     assert set(results["skipped"]) >= {"test_nll", "kl_per_dim", "mig"}
+
+
+def test_dsprites_runs_get_the_disentanglement_metrics():
+    x, f = data.load("dsprites", "test", size=40)
+    settings = {"k": 2, "max_images": 8, "ood_k": 2, "ood_size": 8, "seed": 0}
+    model = zoo.create("beta_vae", input_shape=(64, 64, 1), latent_dim=3, width=4, hidden=8)
+    results, codes = report.compute(model, x, f, "dsprites", settings, print_fn=lambda *a: None)
+    assert codes.shape == (40, 3) and 0.0 <= results["mig"] <= 1.0 and set(results["mig_per_factor"]) == set(
+        data.DSPRITES_FACTORS)
+    assert 0.0 <= results["beta_vae_score"] <= 1.0
+    assert all(key.split(":")[1] in data.DSPRITES_FACTORS and 0.0 <= share <= 1.0
+               for key, share in results["main_factor"].items())
+    assert not {"mig", "main_factor"} & set(results["skipped"])
 
 
 def test_ood_sets_match_the_image_shape():

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+ACTIVE_THRESHOLD = 0.01  # Burda et al.'s variance of E_q[z_d | x] above which a unit is active
 
 
 def kl_per_dimension(loc, scale):
@@ -34,7 +35,7 @@ def kl_per_dimension(loc, scale):
     return np.mean(tfd.kl_divergence(tfd.Normal(loc, scale), standard).numpy(), axis=0)
 
 
-def active_units(means, threshold=0.01):
+def active_units(means, threshold=ACTIVE_THRESHOLD):
     """Number of active latent units (Burda et al., 2016) and the activity of each unit.
 
         A_u = #{d : Cov_x(E_q[z_d | x]) > threshold},   threshold = 0.01
@@ -86,6 +87,29 @@ def mutual_info_gap(codes, factors, num_bins=20):
     top = -np.sort(-np.pad(info, ((0, 0), (0, 1))), axis=1)  # the padding makes a second-best of 0 when D = 1
     per_factor = np.where(entropy > 0, (top[:, 0] - top[:, 1]) / np.maximum(entropy, 1e-12), 0.0)
     return float(np.mean(per_factor)), per_factor
+
+
+def variance_explained(codes, factors):
+    """The share of each latent's variance that each factor explains (the correlation ratio), `[K, D]`.
+
+        eta^2(z_j; v_k) = Var_v(E[z_j | v_k = v]) / Var(z_j)
+
+    It is 1 when z_j is a function of v_k alone and 0 when z_j's mean is the same for every value of
+    v_k, so it names the factor that a latent's traversal changes, which MIG's mutual information
+    does not. It misses a code whose mean does not move with the factor: size coded by |z_j|, with
+    the sign following another factor, has eta^2 0 for size while its MI is high. Constant latents
+    get 0.
+    """
+    codes, factors = _paired(codes, factors)
+    centred = codes - codes.mean(axis=0)
+    total = np.mean(centred**2, axis=0)
+    between = np.empty((factors.shape[1], codes.shape[1]))
+    for k, factor in enumerate(factors.T):
+        _, group, counts = np.unique(factor, return_inverse=True, return_counts=True)
+        sums = np.zeros((len(counts), codes.shape[1]))
+        np.add.at(sums, group, centred)
+        between[k] = np.sum(sums**2 / counts[:, None], axis=0) / len(codes)
+    return np.divide(between, total, out=np.zeros_like(between), where=total > 1e-12)
 
 
 def beta_vae_score(codes, factors, batch_size=64, num_train=5000, num_eval=2500, seed=0):

@@ -66,8 +66,9 @@ def compute(model, x, y, dataset, settings, *, batch_size=8192, print_fn=print):
         out["mig"], per_factor = metrics.mutual_info_gap(codes, y)
         out["mig_per_factor"] = dict(zip(data.DSPRITES_FACTORS, per_factor.round(4).tolist()))
         out["beta_vae_score"] = metrics.beta_vae_score(codes, y, seed=settings["seed"])
+        out["main_factor"] = main_factors(codes, y)
     else:
-        skip["mig"] = skip["beta_vae_score"] = "not a dsprites run with continuous latents"
+        skip["mig"] = skip["beta_vae_score"] = skip["main_factor"] = "not a dsprites run with continuous latents"
 
     if model.num_classes and model.has_prior:
         out.update(conditional_accuracy(model, dataset, seed=settings["seed"], print_fn=print_fn))
@@ -163,6 +164,18 @@ def table(results):
     rows += [("pictures", " ".join(results.get("pictures", [])))]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def main_factors(codes, factors):
+    """`{"z<j>:<factor>": share}` for each active latent: the factor explaining most of its variance.
+
+    A disentangled code, whose traversals each change one factor, has a share near 1 for every
+    active latent, each naming a different factor.
+    """
+    shares = metrics.variance_explained(codes, factors)
+    active = metrics.active_units(codes)[1] > metrics.ACTIVE_THRESHOLD
+    return {f"z{j + 1}:{data.DSPRITES_FACTORS[shares[:, j].argmax()]}": round(float(shares[:, j].max()), 4)
+            for j in np.flatnonzero(active)}
 
 
 def _latent_usage(model, encoded, skip):
