@@ -73,13 +73,23 @@ def test_draw_run_draws_what_applies(tmp_path, mnist_small, name, latent_dim, ex
         imread(str(tmp_path / filename))
 
 
-def test_draw_run_colours_dsprites_by_shape(tmp_path):
+def test_draw_run_colours_dsprites_by_shape_and_names_each_latents_factor(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     x = (rng.uniform(size=(30, 28, 28, 1)) > 0.8).astype(np.float32)
     factors = np.stack([rng.integers(0, s, 30) for s in (3, 6, 40, 32, 32)], 1)
     model = tiny("vae", 3)
-    drawn = viz.draw_run(model, str(tmp_path), x, factors, means=model.encode(x).mean().numpy())
+    labels, grid_figure = {}, viz.grid_figure
+
+    def spy(images, rows, cols, title, **options):  # records each figure's row labels
+        labels[title] = options.get("row_labels")
+        return grid_figure(images, rows, cols, title, **options)
+
+    monkeypatch.setattr(viz, "grid_figure", spy)
+    drawn = viz.draw_run(model, str(tmp_path), x, factors, means=model.encode(x).mean().numpy(),
+                         kl=np.array([0.5, 2.0, 0.0]), main_factor={"z2:x": 0.85})
     assert "latent_map.png" in drawn and "interpolation.png" in drawn
+    traversal_rows = next(rows for title, rows in labels.items() if title.startswith("Latent traversals"))
+    assert "z2 (KL 2.0)\nx 0.85" in traversal_rows and "z1 (KL 0.5)" in traversal_rows
 
 
 def test_draw_run_for_a_vq_model(tmp_path, mnist_small):

@@ -189,6 +189,7 @@ def evaluate_run(run_dir, k=500, print_fn=print, *, batch_size=8192, max_images=
     if pictures:  # drawn into a hidden folder, then swapped in: never a half-drawn pictures/ in the run
         with atomic_folder(os.path.join(run_dir, PICTURES_DIR)) as folder:
             drawn = viz.draw_run(model, folder, x, y, means=means, kl=results.get("kl_per_dim"),
+                                 main_factor=results.get("main_factor"),
                                  code_counts=results.get("code_counts"), history=os.path.join(run_dir, HISTORY),
                                  name=f"{manifest.get('variant', model.name)} on {os.path.basename(dataset)}",
                                  seed=seed)

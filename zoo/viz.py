@@ -138,7 +138,8 @@ def save(fig, path):
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", pad_inches=0.1))
 
 
-def draw_run(model, folder, x, y, *, means=None, kl=None, code_counts=None, history=None, name="", seed=0):
+def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code_counts=None, history=None, name="",
+             seed=0):
     """Writes every picture that applies to `model` into `folder`; returns the file names.
 
     Args:
@@ -146,6 +147,8 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, code_counts=None, hist
         x, y: test images and labels (or dSprites factors `[N, K]`).
         means: latent codes of `x` (posterior means, or the autoencoder's z); None for discrete latents.
         kl: KL per latent dimension, shown beside the traversal rows.
+        main_factor: the factor each active latent follows (`{"z7:x": 0.85}`, a dSprites run's
+            metric), shown beside the traversal rows.
         code_counts: use count of each VQ code, for the codebook histogram.
         history: path of `history.csv`, for the training curves.
         name: what the titles call the model (e.g. "vae on mnist5k").
@@ -173,7 +176,7 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, code_counts=None, hist
                                              f"Samples, {name}: z ~ p(z), mean of p(x|z)")
 
     if means is not None:
-        figures.update(_latent_figures(model, decode, x, y, labels, means, kl, name))
+        figures.update(_latent_figures(model, decode, x, y, labels, means, kl, main_factor or {}, name))
     if code_counts is not None:
         figures["codebook_usage.png"] = codebook_figure(
             code_counts, f"Codebook usage, {name}: perplexity {metrics.perplexity(code_counts):.1f} "
@@ -186,7 +189,7 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, code_counts=None, hist
     return sorted(figures)
 
 
-def _latent_figures(model, decode, x, y, labels, means, kl, name):
+def _latent_figures(model, decode, x, y, labels, means, kl, main_factor, name):
     """Traversals, interpolation, the latent map and (for 2-D latents) the decoded manifold."""
     figures = {}
     centre, spread = means.mean(0), means.std(0) + 1e-6
@@ -198,7 +201,9 @@ def _latent_figures(model, decode, x, y, labels, means, kl, name):
         z = np.tile(base, (len(steps), 1))
         z[:, d] = centre[d] + steps * spread[d]
         rows.append(decode(z, None if label is None else np.repeat(label, len(steps))))
-    row_labels = [f"z{d + 1}" + (f" (KL {kl[d]:.1f})" if kl is not None else "") for d in dims]
+    follows = {key.split(":")[0]: f"\n{key.split(':')[1]} {share:.2f}" for key, share in main_factor.items()}
+    row_labels = [f"z{d + 1}" + (f" (KL {kl[d]:.1f})" if kl is not None else "") + follows.get(f"z{d + 1}", "")
+                  for d in dims]
     figures["traversals.png"] = grid_figure(
         np.concatenate(rows), len(dims), len(steps),
         f"Latent traversals, {name}: the {len(dims)} most active of {means.shape[1]} latents, one varied per "
