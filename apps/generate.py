@@ -20,20 +20,16 @@ import numpy as np
 # imported from the repository this app sits in.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from export.runtime import load_decoder  # noqa: E402
+from zoo.grid import mosaic  # noqa: E402  (numpy only; importing zoo does not import TensorFlow)
 
 PAD = 2  # pixels between images in the grid
 
 
 def tile(images, rows):
-    """Lays `images` [rows * cols, H, W, C] in [0, 1] out as one uint8 picture, row by row."""
-    n, height, width, channels = images.shape
-    cols = n // rows
-    canvas = np.zeros((rows * (height + PAD) + PAD, cols * (width + PAD) + PAD, channels), np.uint8)
-    pixels = np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
-    for i, image in enumerate(pixels):
-        top, left = PAD + (i // cols) * (height + PAD), PAD + (i % cols) * (width + PAD)
-        canvas[top:top + height, left:left + width] = image
-    return canvas[..., 0] if channels == 1 else canvas
+    """Lays `images` [rows * cols, H, W, C] in [0, 1] out as one uint8 picture, row by row, on black."""
+    canvas = mosaic(images, rows, len(images) // rows, pad=PAD, fill=0.0)
+    pixels = np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 
 
 def write_png(path, pixels):

@@ -210,6 +210,15 @@ def test_importing_the_runtime_leaves_tensorflow_out(tmp_path):
     assert result.stdout.strip() == "[]"
 
 
+def test_the_generate_app_leaves_tensorflow_out():
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tensorflow_probability', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "apps", "generate.py")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def read_grey_png(path):
     """Pixels of an 8-bit grey PNG with unfiltered rows (what apps/generate.py writes)."""
     with open(path, "rb") as f:

@@ -5,7 +5,7 @@ import pytest
 from matplotlib.image import imread
 
 import zoo
-from zoo import viz
+from zoo import grid, viz
 
 
 def png(fig, path):
@@ -18,11 +18,11 @@ def png(fig, path):
 
 def test_mosaic_places_each_image_in_its_cell():
     images = np.arange(6, dtype=np.float32)[:, None, None, None] * np.ones((6, 3, 4, 1), np.float32)
-    tile = viz.mosaic(images, rows=2, cols=3, pad=1, fill=-1)
+    tile = grid.mosaic(images, rows=2, cols=3, pad=1, fill=-1)
     assert tile.shape == (2 * 4 + 1, 3 * 5 + 1, 1)
     assert tile[1, 1, 0] == 0 and tile[1, 6, 0] == 1 and tile[5, 11, 0] == 5 and tile[0, 0, 0] == -1
     with pytest.raises(ValueError, match=r"Expected 4 images of shape \(N, H, W, C\), received shape \(6, 3, 4, 1\)"):
-        viz.mosaic(images, rows=2, cols=2)
+        grid.mosaic(images, rows=2, cols=2)
 
 
 def test_figures_render(tmp_path):

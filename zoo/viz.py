@@ -15,22 +15,10 @@ from matplotlib.ticker import MaxNLocator
 
 from zoo import metrics
 from zoo.files import atomic_write
+from zoo.grid import mosaic
 
 SHAPE_NAMES = ("square", "ellipse", "heart")  # dSprites shape ids, in the order zoo.data.dsprites draws them
 LOSS_NAMES = ("loss", "reconstruction", "kl")
-
-
-def mosaic(images, rows, cols, pad=2, fill=0.5):
-    """Tiles `rows * cols` images `[N, H, W, C]` into one `[H', W', C]` array with `pad`-pixel lines."""
-    images = np.asarray(images, np.float32)
-    if images.ndim != 4 or len(images) != rows * cols:
-        raise ValueError(f"Expected {rows * cols} images of shape (N, H, W, C), received shape {images.shape}.")
-    n, h, w, c = images.shape
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.float32)
-    for i, image in enumerate(images):
-        r, k = divmod(i, cols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = image
-    return out
 
 
 def grid_figure(images, rows, cols, title, row_labels=None, col_labels=None, xlabel=None, ylabel=None):

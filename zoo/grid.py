@@ -1,0 +1,16 @@
+"""Tiling images into one picture, with numpy alone: the apps import it without TensorFlow or matplotlib."""
+
+import numpy as np
+
+
+def mosaic(images, rows, cols, pad=2, fill=0.5):
+    """Tiles `rows * cols` images `[N, H, W, C]` into one `[H', W', C]` array with `pad`-pixel lines."""
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or len(images) != rows * cols:
+        raise ValueError(f"Expected {rows * cols} images of shape (N, H, W, C), received shape {images.shape}.")
+    n, h, w, c = images.shape
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.float32)
+    for i, image in enumerate(images):
+        r, k = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = image
+    return out
