@@ -22,12 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from export.runtime import load_decoder  # noqa: E402
 from zoo.grid import mosaic  # noqa: E402  (numpy only; importing zoo does not import TensorFlow)
 
-PAD = 2  # pixels between images in the grid
-
 
 def tile(images, rows):
     """Lays `images` [rows * cols, H, W, C] in [0, 1] out as one uint8 picture, row by row, on black."""
-    canvas = mosaic(images, rows, len(images) // rows, pad=PAD, fill=0.0)
+    canvas = mosaic(images, rows, len(images) // rows, fill=0.0)
     pixels = np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8)
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 

@@ -2,8 +2,10 @@
 
 import numpy as np
 
+PAD = 2  # pixels between the images of a grid
 
-def mosaic(images, rows, cols, pad=2, fill=0.5):
+
+def mosaic(images, rows, cols, pad=PAD, fill=0.5):
     """Tiles `rows * cols` images `[N, H, W, C]` into one `[H', W', C]` array with `pad`-pixel lines."""
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or len(images) != rows * cols:
