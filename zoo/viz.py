@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from zoo import metrics
 from zoo.files import atomic_write
-from zoo.grid import PAD, mosaic
+from zoo.grid import mosaic, offsets
 
 SHAPE_NAMES = ("square", "ellipse", "heart")  # dSprites shape ids, in the order zoo.data.dsprites draws them
 LOSS_NAMES = ("loss", "reconstruction", "kl")
@@ -23,7 +23,7 @@ LOSS_NAMES = ("loss", "reconstruction", "kl")
 
 def grid_figure(images, rows, cols, title, row_labels=None, col_labels=None, xlabel=None, ylabel=None):
     """A grid of images with optional labels for its rows and columns."""
-    tile = mosaic(images, rows, cols, pad=PAD)
+    tile = mosaic(images, rows, cols)
     h, w = images.shape[1:3]
     cell = 0.6  # inches per image
     width = max(5.0, cols * cell + (1.6 if row_labels or ylabel else 0.4))
@@ -32,9 +32,9 @@ def grid_figure(images, rows, cols, title, row_labels=None, col_labels=None, xla
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
     _show(ax, tile)
-    ax.set_xticks([PAD + k * (w + PAD) + w / 2 - 0.5 for k in range(cols)] if col_labels else [])
+    ax.set_xticks([left + w / 2 - 0.5 for left in offsets(cols, w)] if col_labels else [])
     ax.set_xticklabels(col_labels or [], fontsize=8)
-    ax.set_yticks([PAD + r * (h + PAD) + h / 2 - 0.5 for r in range(rows)] if row_labels else [])
+    ax.set_yticks([top + h / 2 - 0.5 for top in offsets(rows, h)] if row_labels else [])
     ax.set_yticklabels(row_labels or [], fontsize=8)
     ax.tick_params(length=0)
     ax.set_xlabel(xlabel or "")
