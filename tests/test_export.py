@@ -80,6 +80,18 @@ def test_every_registered_variant_exports_to_onnx(variant, tmp_path):
         assert decoder.generate(2, labels=[0, 1] if decoder.num_classes else None, seed=0).shape == (2, 28, 28, 1)
 
 
+def test_a_broadcast_decoder_exports_to_onnx_and_builtin_tflite(tmp_path):
+    model = tiny("beta_vae", broadcast_decoder=True)
+    run = write_run(str(tmp_path), model, "beta_vae")
+    report = pipeline.export_run(run, ["onnx", "tflite"], print_fn=lambda *a, **k: None)
+    assert report["onnx"]["passed"] and report["tflite"]["passed"], report
+    assert zoo.load_model(run).broadcast_decoder  # model.keras reloads in safe mode
+    for name in ("onnx", "tflite"):
+        decoder = load_decoder(os.path.join(run, formats.FORMATS[name].filename))
+        inputs = sample_inputs(decoder.facts, 3, seed=1)
+        np.testing.assert_allclose(decoder.decode(inputs["z"]), saved_model_mean(run, inputs), atol=1e-4)
+
+
 @pytest.mark.parametrize("name", FORMATS)
 def test_each_file_matches_the_saved_model_at_another_batch_size(cvae_run, name):
     run, _ = cvae_run

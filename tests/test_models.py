@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import zoo
 from conftest import SHAPES, images, write_run
-from zoo import artifacts, evaluate
+from zoo import artifacts, evaluate, networks
 from zoo.models import LatentVariableModel
 
 MODELS = zoo.list_models()
@@ -154,8 +154,29 @@ def test_dense_layers_join_the_conv_trunk_to_z():
     assert model.decode(model.encode(images((28, 28, 1))).sample()).event_shape == (28, 28, 1)
     mlp = build("vae", (8, 8, 1), dense_layers=2)  # an MLP backbone keeps its two hidden layers
     assert dense_sizes(mlp.encoder) == [32, 32, 8]
-    with pytest.raises(ValueError, match="expected dense_layers=0, received 2"):
+    with pytest.raises(ValueError, match="expected dense_layers=0 and broadcast_decoder=False, received dense_layers=2"):
         build("vqvae", dense_layers=2)
+
+
+def test_broadcast_decoder_reads_position_from_pixel_coordinates():
+    model = build("cvae", (64, 64, 1), broadcast_decoder=True, dense_layers=2)
+    grid = model.decoder.layers[0]
+    assert isinstance(grid, networks.SpatialBroadcast)
+    z = np.arange(2 * 14, dtype=np.float32).reshape(2, 14)  # 4 latents + a 10-class one-hot
+    tiled = keras.ops.convert_to_numpy(grid(z))
+    assert tiled.shape == (2, 64, 64, 16)
+    np.testing.assert_array_equal(tiled[:, 5, 9, :14], z)  # every pixel sees all of z
+    np.testing.assert_allclose(tiled[0, 0, 0, 14:], [-1, -1])  # channels x, then y (down the image)
+    np.testing.assert_allclose(tiled[1, 0, 63, 14:], [1, -1])
+    np.testing.assert_allclose(tiled[0, 63, 0, 14:], [-1, 1])
+    assert not any(isinstance(layer, keras.layers.Dense) for layer in model.decoder.layers)  # z goes straight to the grid
+    assert sum(isinstance(layer, keras.layers.Dense) for layer in model.encoder.layers) == 3
+    labels = np.array([3, 7], np.int32)
+    assert model.decode(model.encode(images((64, 64, 1), 2), labels).sample(), labels).event_shape == (64, 64, 1)
+    again = type(model).from_config(model.get_config())
+    assert again.broadcast_decoder and isinstance(again.decoder.layers[0], networks.SpatialBroadcast)
+    with pytest.raises(ValueError, match="broadcast_decoder=False, received dense_layers=0, broadcast_decoder=True"):
+        build("vqvae", broadcast_decoder=True)
 
 
 def test_autoencoder_cannot_sample():

@@ -4,12 +4,15 @@ Images whose sides are at least 16 and even get a conv backbone that halves the 
 at most 7 (28 -> 7, 32 -> 4, 64 -> 4); smaller images (8x8 digits) get an MLP. A conv backbone can
 also have `dense_layers` fully connected layers between its conv trunk and z, as in the beta-VAE
 papers' dSprites networks: a linear read-out of conv features cannot tell a sprite's position from
-its size, so without them position and scale share latents. Both produce plain tensors;
-`zoo.distributions` turns them into distributions.
+its size, so without them position and scale share latents. The decoder can instead be a spatial
+broadcast decoder (Watters et al., 2019): z tiled over the image with the pixel coordinates
+appended, then stride-1 convs, so position is read from coordinates rather than painted by
+transposed convs. Both produce plain tensors; `zoo.distributions` turns them into distributions.
 """
 
 import keras
-from keras import layers
+import numpy as np
+from keras import layers, ops
 
 
 def _levels(side):
@@ -50,13 +53,19 @@ def encoder(input_shape, units, *, width=32, hidden=256, dense_layers=0, name="e
     return keras.Sequential(net, name=name)
 
 
-def decoder(units, output_shape, *, width=32, hidden=256, dense_layers=0, name="decoder"):
+def decoder(units, output_shape, *, width=32, hidden=256, dense_layers=0, broadcast=False, name="decoder"):
     """Maps `[B, units]` (z, plus a one-hot label when conditional) to raw image outputs `[B, H, W, C]`;
-    the mirror image of `encoder` (its `dense_layers` come before the conv trunk)."""
+    the mirror image of `encoder` (its `dense_layers` come before the conv trunk), or with
+    `broadcast` a spatial broadcast decoder: `SpatialBroadcast`, four 3x3 convs of `width` filters at
+    full resolution, then the output conv (no dense layers: z goes straight to the grid)."""
     h, w, c = output_shape
     levels = _levels(min(h, w))
     net = [keras.Input((units,))]
-    if levels == 0:
+    if broadcast:
+        net += [SpatialBroadcast(h, w)]
+        net += [layers.Conv2D(width, 3, padding="same", activation="relu") for _ in range(4)]
+        net += [layers.Conv2D(c, 3, padding="same")]
+    elif levels == 0:
         net += [*_dense(hidden, 2), layers.Dense(h * w * c), layers.Reshape((h, w, c))]
     else:
         side_h, side_w = h // 2**levels, w // 2**levels
@@ -67,6 +76,30 @@ def decoder(units, output_shape, *, width=32, hidden=256, dense_layers=0, name="
             net += [layers.Conv2DTranspose(_filters(level, width), 3, strides=2, padding="same", activation="relu")]
         net += [layers.Conv2D(c, 3, padding="same")]
     return keras.Sequential(net, name=name)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SpatialBroadcast(layers.Layer):
+    """Tiles vectors `[B, D]` over an `height x width` grid and appends each pixel's x and y in
+    [-1, 1]: `[B, height, width, D + 2]`. Built from broadcasting products alone, so it exports to
+    ONNX and to TFLite builtins."""
+
+    def __init__(self, height, width, **kwargs):
+        super().__init__(**kwargs)
+        self.height, self.width = int(height), int(width)
+        gy, gx = np.meshgrid(np.linspace(-1, 1, self.height), np.linspace(-1, 1, self.width), indexing="ij")
+        self.coordinates = np.stack([gx, gy], -1)[None].astype(np.float32)  # [1, H, W, 2]: x, y
+
+    def call(self, z):
+        tiled = z[:, None, None, :] * ops.ones((1, self.height, self.width, 1), z.dtype)
+        coordinates = ops.ones_like(tiled[..., :2]) * ops.cast(self.coordinates, z.dtype)
+        return ops.concatenate([tiled, coordinates], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[-1] + 2)
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
 
 
 def _dense(units, count):

@@ -265,9 +265,13 @@ def build_parser(variant, description, defaults=None, extra_options=()):
     parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
     parser.add_argument("--width", type=POSITIVE_INT, default=64, help="filters of the first conv level")
     parser.add_argument("--dense-layers", type=COUNT, default=0,
-                        help="hidden dense layers between the conv trunk and z, in encoder and decoder")
+                        help="hidden dense layers between the conv trunk and z, in encoder and decoder "
+                             "(a broadcast decoder has none)")
     parser.add_argument("--hidden", type=POSITIVE_INT, default=256,
                         help="units of each hidden dense layer (--dense-layers, and the MLP backbone of small images)")
+    parser.add_argument("--broadcast-decoder", action=argparse.BooleanOptionalAction, default=False,
+                        help="spatial broadcast decoder (z tiled over the image with pixel coordinates, then "
+                             "stride-1 convs) instead of transposed convs; keeps position on latents of its own")
     scale = parser.add_argument_group("training at scale and under faults")
     scale.add_argument("--strategy", choices=distribute.STRATEGIES, default="auto",
                        help="auto: mirror over several local GPUs (or --cpu-devices), else one device; "

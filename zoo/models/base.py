@@ -33,13 +33,15 @@ class LatentVariableModel(keras.Model):
         width: filters of the first conv level of the backbones.
         hidden: hidden units of the MLP backbones and of the dense layers below.
         dense_layers: hidden dense layers between a conv trunk and z (0; the beta-VAE papers use 2).
+        broadcast_decoder: decode with a spatial broadcast decoder (`zoo.networks.decoder`), which
+            keeps a sprite's x and y on latents of their own, instead of transposed convs.
     """
 
     metric_names = ("loss", "reconstruction", "kl")
     conditional = False  # True: the recipe passes the dataset's number of classes as `num_classes`
 
     def __init__(self, input_shape, latent_dim=16, num_classes=None, likelihood="bernoulli", prior="normal",
-                 prior_components=10, width=64, hidden=256, dense_layers=0, **kwargs):
+                 prior_components=10, width=64, hidden=256, dense_layers=0, broadcast_decoder=False, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = _check_shape(input_shape)
         self.latent_dim = _check_positive("latent_dim", latent_dim)
@@ -53,6 +55,7 @@ class LatentVariableModel(keras.Model):
         if dense_layers < 0:
             raise ValueError(f"Expected dense_layers >= 0, received dense_layers={dense_layers}.")
         self.dense_layers = int(dense_layers)
+        self.broadcast_decoder = bool(broadcast_decoder)
 
         self.encoder, self.decoder = self.make_networks()
         self.log_scale = (self.add_weight(shape=self.image_shape[-1:], initializer="zeros", name="log_scale")
@@ -70,7 +73,8 @@ class LatentVariableModel(keras.Model):
         h, w, c = self.image_shape
         sizes = dict(width=self.width, hidden=self.hidden, dense_layers=self.dense_layers)
         encoder = networks.encoder((h, w, c + extra), self.encoder_units, **sizes)
-        decoder = networks.decoder(self.latent_dim + extra, self.image_shape, **sizes)
+        decoder = networks.decoder(self.latent_dim + extra, self.image_shape, broadcast=self.broadcast_decoder,
+                                   **sizes)
         return encoder, decoder
 
     @property
@@ -225,7 +229,7 @@ class LatentVariableModel(keras.Model):
         return {**super().get_config(), "input_shape": list(self.image_shape), "latent_dim": self.latent_dim,
                 "num_classes": self.num_classes, "likelihood": self.likelihood, "prior": self.prior_name,
                 "prior_components": self.prior_components, "width": self.width, "hidden": self.hidden,
-                "dense_layers": self.dense_layers}
+                "dense_layers": self.dense_layers, "broadcast_decoder": self.broadcast_decoder}
 
 
 def _check_shape(shape):

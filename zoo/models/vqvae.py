@@ -48,8 +48,8 @@ class VQVAE(LatentVariableModel):
         **kwargs: `likelihood`, `width`, `hidden` and Keras arguments of `LatentVariableModel`.
 
     Raises:
-        ValueError: for an argument out of range, or `num_classes` / `prior="mog"` / `dense_layers` (not
-            supported).
+        ValueError: for an argument out of range, or `num_classes` / `prior="mog"` / `dense_layers` /
+            `broadcast_decoder` (not supported).
 
     Example:
         model = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=16, num_codes=64)
@@ -69,9 +69,11 @@ class VQVAE(LatentVariableModel):
             raise ValueError("A vqvae is unconditional, with the code frequencies as its prior: expected num_classes="
                              f"None and prior='normal', received num_classes={kwargs.get('num_classes')!r}, "
                              f"prior={kwargs.get('prior', 'normal')!r}.")
-        if kwargs.get("dense_layers", 0):
-            raise ValueError("A vqvae's latent is a grid of codes with no dense layers before it: expected "
-                             f"dense_layers=0, received {kwargs['dense_layers']!r}.")
+        if kwargs.get("dense_layers", 0) or kwargs.get("broadcast_decoder", False):
+            raise ValueError("A vqvae's latent is a grid of codes, decoded by convs with no dense layers or "
+                             "broadcast: expected dense_layers=0 and broadcast_decoder=False, received "
+                             f"dense_layers={kwargs.get('dense_layers', 0)!r}, "
+                             f"broadcast_decoder={kwargs.get('broadcast_decoder', False)!r}.")
         if not commitment >= 0 or not 0 <= decay < 1:
             raise ValueError(f"Expected commitment >= 0 and 0 <= decay < 1, received commitment={commitment!r}, "
                              f"decay={decay!r}.")
