@@ -5,8 +5,10 @@ measurable:
 
     python recipes/train_beta_vae.py --dataset dsprites --latent-dim 10 --beta 4 --out runs/beta_vae
 
-Its networks default to the beta-VAE papers' shape for dSprites: two dense layers between the conv
-trunk and z (`--dense-layers 2`), without which position and size share latents.
+Its networks default to those that disentangle dSprites: two dense layers between the encoder's
+conv trunk and z (`--dense-layers 2`, as in the beta-VAE papers), without which position and size
+share latents, and a spatial broadcast decoder (`--broadcast-decoder`, Watters et al. 2019), without
+which x and y spread over several latents.
 
 `--capacity C` switches to the capacity objective gamma * |KL - C(t)|, C rising to C nats.
 """
@@ -23,5 +25,5 @@ OPTIONS = [("--beta", {"type": float, "default": 4.0, "help": "weight of the KL 
 
 if __name__ == "__main__":
     sys.exit(main("beta_vae", __doc__, defaults={"dataset": "dsprites", "latent_dim": 10, "epochs": 10, "width": 16,
-                                                   "dense_layers": 2},
+                                                   "dense_layers": 2, "broadcast_decoder": True},
                   extra_options=OPTIONS))

@@ -54,8 +54,9 @@ def test_help_describes_the_flags():
     assert result.returncode == 0
     for flag in ("--dataset", "--epochs", "--batch-size", "--latent-dim", "--learning-rate", "--seed", "--out"):
         assert flag in result.stdout
-    beta_vae = " ".join(run_recipe("beta_vae", "--help").stdout.split())  # the papers' networks: 2 dense layers
+    beta_vae = " ".join(run_recipe("beta_vae", "--help").stdout.split())  # the networks that disentangle dSprites
     assert "(a broadcast decoder has none) (default: 2)" in beta_vae and "(default: dsprites)" in beta_vae
+    assert "own (default: True)" in beta_vae
 
 
 def test_unfinished_run_is_not_loadable(tmp_path):
