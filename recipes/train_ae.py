@@ -5,7 +5,7 @@
 
 import sys
 
-from zoo.training import main
+from zoo.cli import main
 
 if __name__ == "__main__":
     sys.exit(main("ae", __doc__))

@@ -15,7 +15,7 @@ which x and y spread over several latents.
 
 import sys
 
-from zoo.training import main
+from zoo.cli import main
 
 OPTIONS = [("--beta", {"type": float, "default": 4.0, "help": "weight of the KL term"}),
            ("--warmup-steps", {"type": int, "default": 0, "help": "steps of linear KL warm-up from 0 to beta"}),

@@ -11,7 +11,7 @@ every class's latents near N(0, I), so samples z ~ p(z) come out as the class as
 
 import sys
 
-from zoo.training import main
+from zoo.cli import main
 
 OPTIONS = [("--beta", {"type": float, "default": 2.0, "help": "weight of the KL term (1: the plain ELBO)"})]
 

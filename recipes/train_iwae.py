@@ -5,7 +5,7 @@
 
 import sys
 
-from zoo.training import main
+from zoo.cli import main
 
 OPTIONS = [("--samples", {"dest": "num_samples", "type": int, "default": 5,
                           "help": "k, importance samples per image in the training bound"})]

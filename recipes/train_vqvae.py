@@ -7,7 +7,7 @@
 
 import sys
 
-from zoo.training import main
+from zoo.cli import main
 
 OPTIONS = [("--num-codes", {"type": int, "default": 64, "help": "codebook size K"}),
            ("--commitment", {"type": float, "default": 0.25, "help": "weight beta of the commitment loss"}),

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from zoo import artifacts, callbacks, training
+from zoo import artifacts, callbacks, cli, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--latent-dim", "4", "--width", "8", "--nll-samples", "0"]
@@ -139,7 +139,7 @@ def test_checkpoints_of_another_run_are_refused(tmp_path, mnist_npz, capsys):
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "state.json").write_text(json.dumps(
         {"epoch": 1, "step": 0, "stopped": False, "weights": "x.weights.h5", "fingerprint": {"epochs": 99}}))
-    assert training.main("vae", "", ["--dataset", mnist_npz, "--epochs", "1", *FAST, "--out", str(out)]) == 2
+    assert cli.main("vae", "", ["--dataset", mnist_npz, "--epochs", "1", *FAST, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds the state of an unfinished run with other settings" in err and "epochs" in err
 
@@ -172,7 +172,7 @@ def bad_datasets(tmp_path, mnist_small):
 def test_bad_dataset_exits_2_with_one_line(case, tmp_path, mnist_small, capsys):
     path, variant, message = bad_datasets(tmp_path, mnist_small)[case]
     out = tmp_path / "run"
-    assert training.main(variant, "", ["--dataset", path, "--epochs", "1", *FAST, "--out", str(out)]) == 2
+    assert cli.main(variant, "", ["--dataset", path, "--epochs", "1", *FAST, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ") and err.count("\n") == 1
     assert not (out / "manifest.json").exists()
@@ -188,7 +188,7 @@ def test_bad_dataset_exits_2_with_one_line(case, tmp_path, mnist_small, capsys):
 ])
 def test_bad_argument_exits_2(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        training.main("vae", "", [*args, "--out", str(tmp_path / "run")])
+        cli.main("vae", "", [*args, "--out", str(tmp_path / "run")])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -197,7 +197,7 @@ def test_bad_argument_exits_2(args, message, tmp_path, capsys):
 def test_out_that_is_a_file_exits_2(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as exit_:
-        training.main("vae", "", ["--out", str(tmp_path / "file")])
+        cli.main("vae", "", ["--out", str(tmp_path / "file")])
     assert exit_.value.code == 2 and "is a file; expected a run directory" in capsys.readouterr().err
 
 
@@ -212,5 +212,5 @@ def test_bad_multiworker_config_exits_2(tf_config, message, tmp_path, mnist_npz,
     if tf_config:
         monkeypatch.setenv("TF_CONFIG", tf_config)
     argv = ["--strategy", "multiworker", "--dataset", mnist_npz, *FAST, "--out", str(tmp_path / "run")]
-    assert training.main("vae", "", argv) == 2
+    assert cli.main("vae", "", argv) == 2
     assert message in capsys.readouterr().err

@@ -24,7 +24,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("auto", "mirrored", "multiworker")
+from zoo.cli import STRATEGIES
+
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["127.0.0.1:20000", "127.0.0.1:20001"]}, '
                      '"task": {"type": "worker", "index": 0}}')
 

@@ -206,7 +206,7 @@ def evaluate_run(run_dir, k=500, print_fn=print, *, batch_size=8192, max_images=
 
 def build_parser():
     """The command line of `python -m zoo.evaluate`."""
-    from zoo.training import COUNT, POSITIVE_INT  # the recipes' argument types (training imports this module)
+    from zoo.cli import COUNT, POSITIVE_INT  # the recipes' argument types
 
     parser = argparse.ArgumentParser(
         prog="python -m zoo.evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,

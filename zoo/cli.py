@@ -1,0 +1,107 @@
+"""The recipes' command line, without TensorFlow: `--help` and bad flags answer at once.
+
+`main(variant, ...)` parses the flags here and only then imports `zoo.training` (and with it
+TensorFlow) to train.
+"""
+
+import argparse
+import math
+import os
+import shlex
+import sys
+
+from zoo import data
+
+STRATEGIES = ("auto", "mirrored", "multiworker")
+BINARIZE = ("dynamic", "threshold", "none")
+
+
+def _checked(convert, test, expected):
+    """An argparse type: `convert(text)` when `test` accepts it, else the error 'expected ...'."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not test(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _checked(int, lambda v: v > 0, "a positive integer")
+COUNT = _checked(int, lambda v: v >= 0, "an integer >= 0")
+POSITIVE = _checked(float, lambda v: 0 < v < math.inf, "a positive number")
+FRACTION = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+
+
+def build_parser(variant, description, defaults=None, extra_options=()):
+    """The recipe's command line.
+
+    Args:
+        defaults: flag defaults that differ for this recipe, by destination (e.g. `latent_dim=10`).
+        extra_options: `(flag, argparse keyword arguments)` pairs for model flags; their values
+            go to the model's constructor (e.g. `("--beta", {"type": float, "default": 4.0})`).
+    """
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", default="mnist5k",
+                        help=f"one of {', '.join(data.names())}, or a .npz file / IDX folder")
+    parser.add_argument("--epochs", type=POSITIVE_INT, default=30)
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=32,
+                        help="global batch: split evenly across the replicas of --strategy")
+    parser.add_argument("--latent-dim", type=POSITIVE_INT, default=16)
+    parser.add_argument("--learning-rate", type=POSITIVE, default=1e-3,
+                        help="peak of the cosine schedule; not scaled with the replicas (the global batch is fixed)")
+    parser.add_argument("--seed", type=COUNT, default=0)
+    parser.add_argument("--out", default=os.path.join("runs", variant),
+                        help="run directory to write; rerunning the same command resumes an unfinished run there")
+    parser.add_argument("--validation-split", type=FRACTION, default=0.1)
+    parser.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience in epochs")
+    parser.add_argument("--binarize", choices=BINARIZE, default="dynamic",
+                        help="Bernoulli models: sample binary pixels from grey levels each epoch (dynamic), "
+                             "threshold them at 0.5, or train on grey levels (none)")
+    parser.add_argument("--nll-samples", type=COUNT, default=100,
+                        help="importance samples per test image for the test NLL (0 skips it); the benchmark "
+                             "figure uses 500: `python -m zoo.evaluate RUN_DIR --k 500`")
+    parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
+    parser.add_argument("--width", type=POSITIVE_INT, default=64, help="filters of the first conv level")
+    parser.add_argument("--dense-layers", type=COUNT, default=0,
+                        help="hidden dense layers between the conv trunk and z, in encoder and decoder "
+                             "(a broadcast decoder has none)")
+    parser.add_argument("--hidden", type=POSITIVE_INT, default=256,
+                        help="units of each hidden dense layer (--dense-layers, and the MLP backbone of small images)")
+    parser.add_argument("--broadcast-decoder", action=argparse.BooleanOptionalAction, default=False,
+                        help="spatial broadcast decoder (z tiled over the image with pixel coordinates, then "
+                             "stride-1 convs) instead of transposed convs; keeps position on latents of its own")
+    scale = parser.add_argument_group("training at scale and under faults")
+    scale.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="auto: mirror over several local GPUs (or --cpu-devices), else one device; "
+                            "mirrored: tf.distribute.MirroredStrategy; multiworker: "
+                            "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (the chief writes --out)")
+    scale.add_argument("--cpu-devices", type=POSITIVE_INT, default=None,
+                       help="split the CPU into N logical devices (mirrored replicas without GPUs)")
+    scale.add_argument("--mixed-precision", action="store_true",
+                       help="mixed_float16 compute with dynamic loss scaling (for GPUs); the saved model is float32")
+    scale.add_argument("--clip-norm", type=POSITIVE, default=None, help="clip gradients to this global norm")
+    scale.add_argument("--checkpoint-every", type=COUNT, default=0,
+                       help="also checkpoint every N training steps (0: at the end of each epoch only)")
+    for flag, options in extra_options:
+        parser.add_argument(flag, **options)
+    parser.set_defaults(**(defaults or {}))
+    return parser
+
+
+def main(variant, description, argv=None, defaults=None, extra_options=()):
+    """Runs a recipe: parse flags, train, write the run. Returns the process exit code (see
+    `zoo.training.run`)."""
+    parser = build_parser(variant, description, defaults, extra_options)
+    args = vars(parser.parse_args(argv))
+    if os.path.exists(args["out"]) and not os.path.isdir(args["out"]):
+        parser.error(f"--out {args['out']} is a file; expected a run directory (new or existing).")
+    command = " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in
+                                                                (sys.argv[1:] if argv is None else argv)])
+    from zoo import training
+
+    return training.run(variant, args, command)
