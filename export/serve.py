@@ -9,13 +9,17 @@ out static files, so it uses the standard library alone and never imports Tensor
                        page does not parse protobuf
     /ort/<file>        onnxruntime-web's dist files from apps/web/node_modules (wasm as application/wasm)
 
-It binds 127.0.0.1 by default: a demo, not a hardened web server.
+It binds 127.0.0.1 by default: a demo, not a production web server. Still, it serves only files
+that lie, after symlinks, in those folders; it never writes the request path into a header; it
+closes a connection that sends nothing for `IDLE_TIMEOUT` seconds; and it reads decoder.json again
+whenever decoder.onnx changes on disk, so a re-export needs no restart.
 """
 
 import argparse
 import json
 import os
 import sys
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -25,6 +29,7 @@ from export.runtime import load_decoder
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "apps", "web")
 ORT_DIST = os.path.join("node_modules", "onnxruntime-web", "dist")
 DECODER = "decoder.onnx"
+IDLE_TIMEOUT = 30  # seconds: a connection silent that long (idle, or stuck mid-request) is closed
 PAGE_FILES = (".html", ".js", ".css")  # what the page itself is made of; package.json etc. stay private
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
          ".css": "text/css", ".json": "application/json", ".map": "application/json",
@@ -44,35 +49,38 @@ def decoder_path(run_dir):
     return path
 
 
-def make_server(run_dir, host="127.0.0.1", port=0, web_dir=WEB_DIR, quiet=False):
+def make_server(run_dir, host="127.0.0.1", port=0, web_dir=None, quiet=False):
     """A `ThreadingHTTPServer` for the demo of `run_dir`'s decoder; call `serve_forever()` on it.
 
     Args:
         run_dir: a run directory holding decoder.onnx (`python -m export RUN_DIR --formats onnx`).
         host, port: where to listen; port 0 picks a free port (see `server.server_address`).
-        web_dir: the page's folder, with onnxruntime-web installed under node_modules.
-        quiet: no log line per request.
+        web_dir: the page's folder, with onnxruntime-web installed under node_modules (default:
+            `WEB_DIR`, apps/web).
+        quiet: no log line per request (a missing or broken decoder is still logged, one line).
+
+    The handler's `timeout` (`server.RequestHandlerClass.timeout`, `IDLE_TIMEOUT` seconds) bounds
+    every read and write on a connection.
 
     Raises:
         ServeError: no decoder.onnx, a file ONNX Runtime cannot read or without the export's facts,
             or onnxruntime-web not installed; the message says how to fix it.
         OSError: the address is taken or cannot be bound.
     """
-    path = decoder_path(run_dir)
+    path, web_dir = decoder_path(run_dir), web_dir or WEB_DIR
     ort_dir = os.path.join(web_dir, ORT_DIST)
     if not os.path.isdir(ort_dir):
         raise ServeError(f"onnxruntime-web is not installed ({ort_dir} is missing): run `npm ci --prefix apps/web` "
                          "(or apps/web/setup.sh, which also installs Chromium for the tests).")
-    try:
-        facts = load_decoder(path, providers=["CPUExecutionProvider"]).facts
-    except Exception as err:  # no facts (ValueError), or ONNX Runtime cannot read the file (its own types)
-        raise ServeError(f"{path} is not a decoder exported by `python -m export` ({err}): export it again with "
-                         f"`python -m export {run_dir} --formats onnx`.") from None
-    routes = {"/": os.path.join(web_dir, "index.html"), "/" + DECODER: path,
-              "/decoder.json": json.dumps({"file": os.path.basename(path), **facts}).encode()}
+    facts = DecoderFacts(path, run_dir)
+    facts.json()  # a file that is not a decoder stops the server before it starts
+    folders = {"/": os.path.realpath(web_dir), "/ort/": os.path.realpath(ort_dir)}
+    gone = f"{path} is gone: export the run's decoder again with `python -m export {run_dir} --formats onnx`."
 
     class Handler(BaseHTTPRequestHandler):
         """GET and HEAD for the routes above; anything else is a 404 (no directory listings)."""
+
+        timeout = IDLE_TIMEOUT
 
         def do_GET(self):
             self._send(head_only=False)
@@ -82,25 +90,43 @@ def make_server(run_dir, host="127.0.0.1", port=0, web_dir=WEB_DIR, quiet=False)
 
         def _send(self, head_only):
             url_path = unquote(urlsplit(self.path).path)
-            target = routes.get(url_path) or _static_file(url_path, web_dir, ort_dir)
-            if target is None:
-                self.send_error(HTTPStatus.NOT_FOUND, f"No such file: {url_path}")
-                return
-            body = target if isinstance(target, bytes) else None
-            ext = ".json" if body is not None else os.path.splitext(target)[1]
+            if url_path in ("/decoder.json", "/" + DECODER):
+                try:
+                    content = facts.json() if url_path == "/decoder.json" else open(path, "rb")
+                except FileNotFoundError:
+                    return self._fail(HTTPStatus.NOT_FOUND, gone)
+                except ServeError as err:
+                    return self._fail(HTTPStatus.SERVICE_UNAVAILABLE, str(err))
+            else:
+                content = _open_static(url_path, folders)
+                if content is None:  # the path goes into the body only, escaped by send_error
+                    return self.send_error(HTTPStatus.NOT_FOUND, explain=f"No such file: {url_path}")
+            self._reply(content, head_only)
+
+        def _reply(self, content, head_only):
+            """200 with `content`: JSON bytes, or an open file that is read out and closed."""
+            if isinstance(content, bytes):
+                kind, size = TYPES[".json"], len(content)
+            else:
+                kind = TYPES.get(os.path.splitext(content.name)[1], "application/octet-stream")
+                size = os.fstat(content.fileno()).st_size
             self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", TYPES.get(ext, "application/octet-stream"))
-            self.send_header("Content-Length", str(len(body) if body is not None else os.path.getsize(target)))
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(size))
             self.send_header("Cache-Control", "no-store")  # a re-exported decoder is never stale
             self.end_headers()
-            if head_only:
+            if isinstance(content, bytes):
+                if not head_only:
+                    self.wfile.write(content)
                 return
-            if body is not None:
-                self.wfile.write(body)
-            else:
-                with open(target, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        self.wfile.write(chunk)
+            with content:
+                while not head_only and (chunk := content.read(1 << 20)):
+                    self.wfile.write(chunk)
+
+        def _fail(self, status, message):
+            """`status` with `message` in the body, and `message` as one log line, even when quiet."""
+            super().log_message("%s", message)
+            self.send_error(status, explain=message)
 
         def log_message(self, format, *args):
             if not quiet:
@@ -108,20 +134,69 @@ def make_server(run_dir, host="127.0.0.1", port=0, web_dir=WEB_DIR, quiet=False)
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
-    server.decoder_path, server.facts = path, facts
+    server.decoder_path = path
     return server
 
 
-def _static_file(url_path, web_dir, ort_dir):
-    """The file behind `/name` (a page file) or `/ort/name` (an onnxruntime-web dist file), or None.
-    Only plain names inside those two folders are served: no subfolders, no dot files, no `..`."""
-    folder, name = (ort_dir, url_path[len("/ort/"):]) if url_path.startswith("/ort/") else (web_dir, url_path[1:])
+class DecoderFacts:
+    """decoder.json for the decoder file on disk now: its facts are read again whenever the file
+    changes (a re-export replaces it), so the page never gets another decoder's facts."""
+
+    def __init__(self, path, run_dir):
+        self.path, self.run_dir = path, run_dir
+        self._lock = threading.Lock()
+        self._stamp = self._json = None
+
+    def json(self):
+        """decoder.json's bytes.
+
+        Raises:
+            FileNotFoundError: the decoder file is gone.
+            ServeError: the file is not a decoder that `export.runtime.load_decoder` can read.
+        """
+        with self._lock:
+            stat = os.stat(self.path)
+            stamp = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if stamp != self._stamp:
+                try:
+                    facts = load_decoder(self.path, providers=["CPUExecutionProvider"]).facts
+                except Exception as err:  # no facts (ValueError), or ONNX Runtime cannot read the file (its own types)
+                    raise ServeError(f"{self.path} is not a decoder exported by `python -m export` ({err}): export "
+                                     f"it again with `python -m export {self.run_dir} --formats onnx`.") from None
+                self._json = json.dumps({"file": os.path.basename(self.path), **facts}).encode()
+                self._stamp = stamp
+            return self._json
+
+
+def _open_static(url_path, folders):
+    """The open file behind `/` (index.html), `/name` (a page file) or `/ort/name` (an
+    onnxruntime-web dist file), or None. Only plain names are served: no subfolders, no dot files,
+    no `..`, and no symlink whose target lies outside its folder (`folders` maps each URL prefix
+    to its folder's real path)."""
+    prefix = "/ort/" if url_path.startswith("/ort/") else "/"
+    folder, name = folders[prefix], url_path[len(prefix):] or ("index.html" if prefix == "/" else "")
     if not name or "/" in name or "\\" in name or name.startswith("."):
         return None
-    if folder == web_dir and os.path.splitext(name)[1] not in PAGE_FILES:
+    if prefix == "/" and os.path.splitext(name)[1] not in PAGE_FILES:
         return None
     path = os.path.join(folder, name)
-    return path if os.path.isfile(path) else None
+    if not os.path.isfile(path) or os.path.dirname(os.path.realpath(path)) != folder:
+        return None
+    try:
+        return open(path, "rb")
+    except OSError:  # gone or unreadable since the check
+        return None
+
+
+def port_number(text):
+    """argparse type for --port: an integer in 0..65535 (0 picks a free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, received {text!r}")
+    return port
 
 
 def build_parser():
@@ -133,9 +208,11 @@ def build_parser():
         epilog="set-up, once:\n"
                "  python -m export RUN_DIR --formats onnx     # writes RUN_DIR/decoder.onnx\n"
                "  npm ci --prefix apps/web                    # onnxruntime-web, from apps/web/package-lock.json\n\n"
-               "then open the printed URL. Exit status: 0 after Ctrl-C, 2 when something above is missing.")
+               "then open the printed URL. Exit status: 0 after Ctrl-C; 2 when something above is missing or\n"
+               "the port is out of range or taken.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory holding decoder.onnx (or the .onnx file)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
+    parser.add_argument("--port", type=port_number, default=8000,
+                        help="port to listen on, 0..65535; 0 picks a free one (default: 8000)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: 127.0.0.1, this machine only; another address exposes "
                              "the demo to the network)")
