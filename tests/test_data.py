@@ -125,3 +125,78 @@ def test_pipeline_batches_and_binarizes(mnist_small):
     assert batch.shape == (32, 28, 28, 1) and set(np.unique(batch.numpy())) <= {0.0, 1.0}
     images, labels = next(iter(data.pipeline(x, y, batch_size=8, shuffle=True)))
     assert images.shape == (8, 28, 28, 1) and labels.dtype.name == "int32"
+
+
+def _labelled_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
+LABELS = np.arange(20) % 4
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x_train=IMAGES, y_train=LABELS[:-1]), "x_train has 20 images but y_train has 19 labels"),
+    (dict(x_train=IMAGES, y_train=LABELS.reshape(20, 1, 1)), r"y_train has shape \(20, 1, 1\); expected one class "
+                                                             r"id per image, shape \(20,\)"),
+    (dict(x_train=IMAGES[:0], y_train=LABELS[:0]), r"x_train holds no images \(shape \(0, 8, 8\)\)"),
+    (dict(x_train=np.array([]), y_train=np.array([])), r"x_train holds no images \(shape \(0,\)\)"),
+    (dict(x_train=IMAGES, y_train=LABELS + 0.5), "y_train holds float64 labels; expected integer class ids"),
+    (dict(x_train=IMAGES, y_train=LABELS.astype(np.float32)), "save them as integers"),
+    (dict(x_train=IMAGES, y_train=LABELS - 1), r"labels must be class ids 0, 1, 2, \.\.\., received a label of -1"),
+])
+def test_npz_labels_and_images_are_checked(arrays, message, tmp_path):
+    path = _labelled_npz(tmp_path / "d.npz", **arrays, x_test=IMAGES, y_test=LABELS)
+    with pytest.raises(data.DatasetError, match=message):
+        data.load(path, "train")
+
+
+def test_npz_factor_labels_stay_two_dimensional(tmp_path):
+    factors = np.stack([LABELS, LABELS[::-1]], axis=1)
+    path = _labelled_npz(tmp_path / "f.npz", x_train=IMAGES, y_train=factors, x_test=IMAGES, y_test=factors)
+    x, y = data.load(path, "train")
+    assert y.shape == (20, 2) and y.dtype == np.int64 and data.num_classes(y) is None
+    _, y = data.load(_labelled_npz(tmp_path / "c.npz", x=IMAGES, y=LABELS[:, None]), "train")
+    assert y.ndim == 1  # one class id per row is a class label
+
+
+@pytest.mark.parametrize("largest, count, limit", [(10**9, 20, 20), (200_000, 20, 20), (20, 20, 20),
+                                                   (data.MAX_CLASSES, 2 * data.MAX_CLASSES, data.MAX_CLASSES)])
+def test_num_classes_is_bounded(largest, count, limit):
+    y = np.arange(count) % 4
+    y[-1] = largest
+    with pytest.raises(data.DatasetError, match=rf"the largest label is {largest}, which would make {largest + 1} "
+                                                rf"classes; expected at most {limit} classes"):
+        data.num_classes(y)
+    y[-1] = limit - 1
+    assert data.num_classes(y) == limit
+
+
+def test_npz_without_test_split_holds_out_a_seeded_tenth(tmp_path):
+    x_all = np.arange(50 * 4, dtype=np.uint8).reshape(50, 2, 2)
+    path = _labelled_npz(tmp_path / "xy.npz", x=x_all, y=np.arange(50) % 5)
+    (x, y), (xt, yt) = data.load(path, "train", seed=1), data.load(path, "test", seed=1)
+    assert (len(x), len(xt)) == (45, 5) == (len(y), len(yt))
+    seen = np.concatenate([x, xt])[:, 0, 0, 0]
+    assert sorted(seen.tolist()) == sorted((x_all[:, 0, 0] / 255).astype(np.float32).tolist())  # disjoint, complete
+    np.testing.assert_array_equal(data.load(path, "test", seed=1)[0], xt)
+    assert not np.array_equal(data.load(path, "test", seed=2)[0], xt)
+    assert data.lacks_test_split(path)
+    full = _labelled_npz(tmp_path / "full.npz", x_train=IMAGES, y_train=LABELS, x_test=IMAGES, y_test=LABELS)
+    assert not data.lacks_test_split(full) and not data.lacks_test_split("mnist5k")
+    with pytest.raises(data.DatasetError, match="x has only 1 image, too few to hold out a test split"):
+        data.load(_labelled_npz(tmp_path / "one.npz", x=IMAGES[:1], y=LABELS[:1]))
+
+
+def test_load_data_says_once_that_it_holds_out_a_test_split(tmp_path, capsys):
+    import zoo
+    from zoo import training
+
+    path = _labelled_npz(tmp_path / "xy.npz", x=IMAGES, y=LABELS)
+    _, (xt, _), classes = training.load_data(zoo.get_class("cvae"), path, seed=3)
+    assert capsys.readouterr().out == (f"note: {path} has no test split: holding out 10% (2 images, seed 3) "
+                                       "as the test split\n") and len(xt) == 2 and classes == 4
+    training.load_data(zoo.get_class("vae"), _labelled_npz(tmp_path / "full.npz", x_train=IMAGES, y_train=LABELS,
+                                                           x_test=IMAGES, y_test=LABELS))
+    assert capsys.readouterr().out == ""

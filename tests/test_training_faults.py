@@ -154,7 +154,20 @@ def bad_datasets(tmp_path, mnist_small):
     nan = x.copy()
     nan[0, 0, 0, 0] = np.nan
     (tmp_path / "corrupt.npz").write_text("not a zip file")
+    huge = y.copy()
+    huge[0] = 10**9
+    mnist = lambda name, **arrays: _npz(tmp_path / f"{name}.npz", **{"x_train": x, "y_train": y, "x_test": xt,
+                                                                    "y_test": yt, **arrays})
     return {
+        "label count mismatch": (mnist("count", y_train=y[:-1]), "vae",
+                                 "x_train has 400 images but y_train has 399 labels"),
+        "float labels": (mnist("float", y_train=y.astype(np.float32)), "cvae", "y_train holds float32 labels"),
+        "negative labels": (mnist("negative", y_train=y - 1), "vae", "received a label of -1"),
+        "label 10^9": (mnist("huge", y_train=huge), "cvae", "the largest label is 1000000000, which would make "
+                                                          "1000000001 classes; expected at most 400 classes"),
+        "no images": (mnist("empty", x_train=x[:0], y_train=y[:0]), "vae", "x_train holds no images"),
+        "factor labels for a conditional model": (mnist("factors", y_train=np.stack([y, y], 1)), "cvae",
+                                                  "received labels of shape (400, 2)"),
         "NaN pixels": (_npz(tmp_path / "nan.npz", x_train=nan, y_train=y, x_test=xt, y_test=yt), "vae", "NaN"),
         "values out of range": (_npz(tmp_path / "range.npz", x_train=x * 2, y_train=y, x_test=xt, y_test=yt), "vae",
                                 "expected pixel values in [0, 1], received [0, 2]"),
@@ -168,7 +181,9 @@ def bad_datasets(tmp_path, mnist_small):
 
 
 @pytest.mark.parametrize("case", ["NaN pixels", "values out of range", "wrong rank", "labels out of range",
-                                  "corrupt file", "missing file"])
+                                  "corrupt file", "missing file", "label count mismatch", "float labels",
+                                  "negative labels", "label 10^9", "no images",
+                                  "factor labels for a conditional model"])
 def test_bad_dataset_exits_2_with_one_line(case, tmp_path, mnist_small, capsys):
     path, variant, message = bad_datasets(tmp_path, mnist_small)[case]
     out = tmp_path / "run"

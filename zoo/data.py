@@ -10,7 +10,14 @@ ground-truth factor indices (`DSPRITES_FACTORS`). Offline datasets need no netwo
 
 `mnist`, `fashion_mnist` and `cifar10` come from `keras.datasets` (a download) or from local files:
 pass a path to a `.npz` file (`x_train`, `y_train`, `x_test`, `y_test`, or `x`, `y`) or to a folder
-with the four MNIST IDX files.
+with the four MNIST IDX files. An `.npz` file with only `x`, `y` is split here: a seeded
+`TEST_FRACTION` of its images is the test split (`lacks_test_split` says when), so a model is never
+scored on the images it trained on.
+
+Labels are integer arrays: float labels are refused rather than truncated (save class ids as
+integers), and so are negative ones. Class labels are one id per image; a conditional model gets
+`num_classes(y)` classes, which is bounded by `MAX_CLASSES` because the model's one-hot label joins
+the encoder as that many image channels.
 """
 
 import gzip
@@ -23,6 +30,10 @@ ONLINE = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
 DSPRITES_FACTORS = ("shape", "scale", "orientation", "x", "y")
 DSPRITES_SIZES = (3, 6, 40, 32, 32)  # number of values of each factor, as in dSprites
+# The most classes a conditional model accepts: its one-hot label is broadcast over the image as
+# that many channels, so a batch of 128 64x64 images with 1,000 classes is already 2 GB of floats.
+MAX_CLASSES = 1_000
+TEST_FRACTION = 0.1  # of an .npz file with only `x`, `y`, held out (seeded) as its test split
 
 
 class DatasetError(ValueError):
@@ -41,7 +52,8 @@ def load(name, split="train", *, size=None, seed=0):
         name: a name from `names()`, or a path to a `.npz` file or an IDX folder.
         split: "train" or "test".
         size: dSprites only, the number of images (default 20,000 train / 5,000 test).
-        seed: dSprites only, the generator seed (the test split uses `seed + 1`).
+        seed: the dSprites generator seed (the test split uses `seed + 1`), and which images of
+            an `.npz` file with only `x`, `y` are held out as its test split.
 
     Returns:
         `(x, y)`: float32 images NHWC in [0, 1] and int64 labels (or dSprites factors).
@@ -61,8 +73,8 @@ def load(name, split="train", *, size=None, seed=0):
         x, y = dsprites(size or default, seed=seed + (split == "test"))
     elif name in ONLINE:
         x, y = _keras_dataset(name, split)
-    elif os.path.sep in name or name.endswith(".npz") or os.path.exists(name):
-        x, y = _from_path(name, split)
+    elif _is_path(name):
+        x, y = _from_path(name, split, seed)
     else:
         raise DatasetError(
             f"Unknown dataset '{name}'. Expected one of {', '.join(names())}, "
@@ -85,15 +97,32 @@ def validate(x, y=None, *, source="data", num_classes=None):
     if y is not None:
         if len(y) != len(x):
             raise DatasetError(f"{source}: {len(x)} images but {len(y)} labels.")
-        if num_classes is not None and y.size and (y.min() < 0 or y.max() >= num_classes):
+        if y.size and y.min() < 0:
+            raise DatasetError(f"{source}: labels must be class ids 0, 1, 2, ..., received a label of {y.min()}.")
+        if num_classes is not None and y.size and y.max() >= num_classes:
             raise DatasetError(
                 f"{source}: labels must lie in [0, {num_classes - 1}], received [{y.min()}, {y.max()}]."
             )
 
 
-def num_classes(y):
-    """The number of classes of integer labels `y` (None for dSprites factor arrays)."""
-    return int(y.max()) + 1 if y.ndim == 1 else None
+def num_classes(y, *, source="data"):
+    """The number of classes of the training labels `y` (None for factor arrays such as dSprites').
+
+    The largest label says how many classes there are; a label beyond the number of images, or
+    beyond `MAX_CLASSES`, is a mistake (a corrupt file, or values that are not class ids).
+    """
+    if y.ndim != 1:
+        return None
+    if not len(y):
+        raise DatasetError(f"{source}: no labels, so no classes.")
+    limit = min(len(y), MAX_CLASSES)
+    if y.max() >= limit:
+        raise DatasetError(
+            f"{source}: the largest label is {y.max()}, which would make {y.max() + 1} classes; expected at most "
+            f"{limit} classes (labels 0 to {limit - 1}): no more than the {len(y)} training images, "
+            f"and no more than zoo.data.MAX_CLASSES = {MAX_CLASSES}."
+        )
+    return int(y.max()) + 1
 
 
 def binarize(x, threshold=0.5):
@@ -197,27 +226,73 @@ def _keras_dataset(name, split):
     return _to_float(x), np.asarray(y).reshape(-1).astype(np.int64)
 
 
-def _from_path(path, split):
+def _is_path(name):
+    return os.path.sep in name or name.endswith(".npz") or os.path.exists(name)
+
+
+def lacks_test_split(name):
+    """True when `name` is an `.npz` file with only `x`, `y`, whose test split `load` holds out."""
+    if not _is_path(name) or not os.path.isfile(name):
+        return False
+    try:
+        with np.load(name) as f:
+            return _npz_keys(name, set(f.files), "test") == ("x", "y")
+    except Exception:  # `load` says what is wrong with the file
+        return False
+
+
+def _npz_keys(path, keys, split):
+    for names in ((f"x_{split}", f"y_{split}"), ("x", "y")):
+        if set(names) <= keys:
+            return names
+    raise DatasetError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {sorted(keys)}.")
+
+
+def _from_path(path, split, seed):
     if not os.path.exists(path):
         raise DatasetError(f"Dataset file not found: {path}. Check the path, or use one of {', '.join(OFFLINE)}.")
     try:
         if os.path.isdir(path):
             return _idx_folder(path, split)
         with np.load(path) as f:
-            keys = set(f.files)
-            if {f"x_{split}", f"y_{split}"} <= keys:
-                x, y = f[f"x_{split}"], f[f"y_{split}"]
-            elif {"x", "y"} <= keys:
-                x, y = f["x"], f["y"]
-            else:
-                raise DatasetError(
-                    f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {sorted(keys)}."
-                )
+            names = _npz_keys(path, set(f.files), split)
+            x, y = (np.asarray(f[name]) for name in names)
     except DatasetError:
         raise
     except Exception as err:
         raise DatasetError(f"{path}: not a readable .npz file or IDX folder ({type(err).__name__}: {err}).") from err
-    return _to_float(x), np.asarray(y).reshape(len(x), -1).squeeze(-1).astype(np.int64)
+    y = _npz_labels(path, names, x, y)
+    x = _to_float(x)
+    if names == ("x", "y"):
+        if len(x) < 2:
+            raise DatasetError(f"{path}: x has only 1 image, too few to hold out a test split; "
+                               "save x_train, y_train, x_test, y_test instead.")
+        order = np.random.default_rng(seed).permutation(len(x))
+        cut = max(1, int(round(TEST_FRACTION * len(x))))
+        keep = np.sort(order[:cut] if split == "test" else order[cut:])
+        x, y = x[keep], y[keep]
+    return x, y
+
+
+def _npz_labels(path, names, x, y):
+    """The labels `y` of an .npz file's images `x` as int64: one class id per image (N,), or one
+    row of factors per image (N, K)."""
+    (xname, yname), count = names, (len(x) if x.ndim else 0)
+    if not count:
+        raise DatasetError(f"{path}: {xname} holds no images (shape {x.shape}); expected shape (N, H, W) or "
+                           "(N, H, W, C) with N > 0.")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim not in (1, 2):
+        raise DatasetError(f"{path}: {yname} has shape {y.shape}; expected one class id per image, shape "
+                           f"({count},), or one row of K factors per image, shape ({count}, K).")
+    if len(y) != count:
+        raise DatasetError(f"{path}: {xname} has {count} images but {yname} has {len(y)} labels; expected one "
+                           "label per image.")
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
+        raise DatasetError(f"{path}: {yname} holds {y.dtype} labels; expected integer class ids (other values "
+                           f"are refused, not truncated): save them as integers, e.g. {yname}=y.astype(np.int64).")
+    return y.astype(np.int64)
 
 
 _IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

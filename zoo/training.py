@@ -39,12 +39,13 @@ def split_validation(x, y, fraction, seed):
     return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
 
 
-def load_data(cls, dataset, seed=0):
+def load_data(cls, dataset, seed=0, print_fn=print):
     """The train and test splits of `dataset`, checked for the model class `cls`.
 
-    `data.load` checks shapes, dtype, value range and NaN; here the splits must not be empty and,
-    for conditional models, the labels must be class ids of the classes the training split
-    defines, in both splits.
+    `data.load` checks shapes, dtype, value range, NaN and labels; here the splits must not be
+    empty and, for conditional models, the labels must be class ids (at most `data.MAX_CLASSES`)
+    of the classes the training split defines, in both splits. An `.npz` file without a test
+    split gets a seeded one held out, and `print_fn` says so.
 
     Returns:
         `(x, y), (x_test, y_test), num_classes` (None for unconditional models).
@@ -53,13 +54,16 @@ def load_data(cls, dataset, seed=0):
     for split, (x, _) in splits.items():
         if not len(x):
             raise data.DatasetError(f"{dataset}: the {split} split has no images.")
+    if data.lacks_test_split(dataset):
+        print_fn(f"note: {dataset} has no test split: holding out {data.TEST_FRACTION:.0%} "
+                 f"({len(splits['test'][0])} images, seed {seed}) as the test split", flush=True)
     num_classes = None
     if cls.conditional:
         y = splits["train"][1]
-        num_classes = data.num_classes(y)
+        num_classes = data.num_classes(y, source=f"{dataset} (train split)")
         if num_classes is None:
             raise data.DatasetError(f"{dataset}: a conditional model needs one integer class id per image, "
-                                    f"received labels of shape {y.shape}.")
+                                    f"labels of shape ({len(y)},); received labels of shape {y.shape}.")
         for split, (x, y) in splits.items():
             data.validate(x, y, source=f"{dataset} ({split} split)", num_classes=num_classes)
     return splits["train"], splits["test"], num_classes
