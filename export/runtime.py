@@ -4,6 +4,9 @@ This module is what apps ship with. It imports only numpy at import time; `onnxr
 `ai_edge_litert` is imported when a file of that kind is loaded, so an app needs only the one it
 uses. It must never import TensorFlow (a test checks `sys.modules` in a fresh interpreter).
 
+`decode` and `generate` run the model on at most `batch_size` images at a time and write each
+batch into one preallocated output, so memory beyond the returned images does not grow with n.
+
 Example:
     from export.runtime import load_decoder
 
@@ -12,6 +15,7 @@ Example:
     same = decoder.decode(z, labels=[7] * len(z))           # z: float [B, latent_dim]
 """
 
+import importlib
 import json
 import os
 
@@ -20,6 +24,9 @@ import numpy as np
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 METADATA_SUFFIX = ".json"  # a TFLite file's facts live beside it: decoder.tflite -> decoder.tflite.json
 REQUIRED_FACTS = ("variant", "latent_dim", "num_classes", "output_shape", "inputs", "prior")
+CHUNK_VALUES = 1 << 18  # output values per runtime call: 334 images of 28x28x1, 21 of 64x64x3
+RUNTIMES = {".onnx": ("onnxruntime", "onnxruntime (or onnxruntime-gpu)"),  # extension: (module, pip package)
+            ".tflite": ("ai_edge_litert.interpreter", "ai-edge-litert")}
 
 
 def load_decoder(path, providers=None):
@@ -35,20 +42,20 @@ def load_decoder(path, providers=None):
         A `Decoder`.
 
     Raises:
-        ValueError: a missing file, an unknown extension, or a file without the export's facts.
+        ValueError: a missing file, an unknown extension, a file its runtime cannot load (truncated
+            or not a model), or a file without the export's facts or whose facts are not JSON.
+        ModuleNotFoundError: the file's runtime is not installed (the message says what to install).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"Decoder file not found: {path}.")
     if path.endswith(".onnx"):
-        run, facts, used = _open_onnx(path, providers)
+        run, facts, names, used = _open_onnx(path, providers)
     elif path.endswith(".tflite"):
-        (run, facts), used = _open_tflite(path), None
+        (run, facts, names), used = _open_tflite(path), None
     else:
         raise ValueError(f"Expected a .onnx or .tflite decoder file, received {path}.")
-    missing = [key for key in REQUIRED_FACTS if key not in facts]
-    if missing:
-        raise ValueError(f"{path} lacks the decoder facts {missing}: export it with `python -m export RUN_DIR`.")
+    _check_facts(path, facts, *names)
     return Decoder(run, facts, path, used)
 
 
@@ -59,6 +66,8 @@ class Decoder:
         latent_dim, num_classes (None unless conditional), output_shape `(H, W, C)`, variant.
         facts: everything the export recorded (see `export.metadata`).
         providers: the ONNX Runtime providers in use (None for TFLite).
+        batch_size: the most images one runtime call decodes (`CHUNK_VALUES` output values);
+            lower it to save memory, raise it for speed on a GPU.
     """
 
     def __init__(self, run, facts, path, providers=None):
@@ -66,27 +75,24 @@ class Decoder:
         self.variant, self.latent_dim, self.num_classes = facts["variant"], facts["latent_dim"], facts["num_classes"]
         self.output_shape = tuple(facts["output_shape"])
         self._latent, *self._conditions = facts["inputs"]
+        self.batch_size = max(1, CHUNK_VALUES // int(np.prod(self.output_shape)))
 
     def decode(self, z, labels=None):
         """Returns the mean images `[B, H, W, C]` (float32 in [0, 1]) for latents `z`.
 
         Args:
-            z: float latents `[B, latent_dim]` (int `codes` for a decoder that takes codes).
+            z: float latents `[B, latent_dim]` (int `codes` for a decoder that takes codes); float64
+                is cast to float32, and must stay finite when cast.
             labels: int class ids `[B]` in `[0, num_classes)`; required exactly when the decoder
                 is conditional.
 
         Raises:
-            ValueError: wrong shape, dtype, NaN/Inf, labels out of range, missing or extra labels.
+            ValueError: wrong shape, dtype, NaN/Inf (also after the cast), labels out of range,
+                missing or extra labels.
         """
-        feeds = {self._latent["name"]: check_input(self._latent, z, _upper_bound(self.facts, self._latent["name"]))}
-        batch = len(feeds[self._latent["name"]])
-        if self.num_classes and labels is None:
-            raise ValueError(f"This decoder is conditional on {self.num_classes} classes: pass `labels`.")
-        if not self.num_classes and labels is not None:
-            raise ValueError("This decoder is not conditional: expected labels=None, received labels.")
-        for spec in self._conditions:
-            feeds[spec["name"]] = check_input(spec, labels, _upper_bound(self.facts, spec["name"]), batch)
-        return self._run(feeds)["mean"]
+        latents = check_input(self._latent, z, _upper_bound(self.facts, self._latent["name"]))
+        feeds = {self._latent["name"]: latents, **self._condition_feeds(labels, len(latents))}
+        return self._decode_chunks(len(latents), lambda start, stop: {k: v[start:stop] for k, v in feeds.items()})
 
     def generate(self, n, labels=None, seed=None):
         """Draws `n` images: z (or codes) ~ p(z), the model's prior from the facts, then `decode`.
@@ -94,7 +100,7 @@ class Decoder:
         Args:
             n: number of images.
             labels: for conditional decoders, one class id for all, or `n` of them.
-            seed: seeds numpy's generator, for the same images every time.
+            seed: seeds numpy's generator, for the same images every time (at the same `batch_size`).
 
         Raises:
             ValueError: `n` is not a positive integer, or the decoder has no prior (an
@@ -105,10 +111,32 @@ class Decoder:
         if self.facts["prior"] is None:
             raise ValueError(f"This '{self.variant}' decoder has no prior to draw latents from; "
                              "call decode() with latents of your own.")
-        latents = sample_prior(self.facts["prior"], n, np.random.default_rng(seed))
         if labels is not None and np.ndim(labels) == 0:
-            labels = np.full(n, labels)
-        return self.decode(latents, labels)
+            labels = np.broadcast_to(labels, n)
+        conditions, rng = self._condition_feeds(labels, n), np.random.default_rng(seed)
+
+        def feeds(start, stop):  # latents are drawn a batch at a time, so they never all exist at once
+            return {self._latent["name"]: sample_prior(self.facts["prior"], stop - start, rng),
+                    **{name: value[start:stop] for name, value in conditions.items()}}
+
+        return self._decode_chunks(n, feeds)
+
+    def _condition_feeds(self, labels, batch):
+        if self.num_classes and labels is None:
+            raise ValueError(f"This decoder is conditional on {self.num_classes} classes: pass `labels`.")
+        if not self.num_classes and labels is not None:
+            raise ValueError("This decoder is not conditional: expected labels=None, received labels.")
+        return {spec["name"]: check_input(spec, labels, _upper_bound(self.facts, spec["name"]), batch)
+                for spec in self._conditions}
+
+    def _decode_chunks(self, n, feeds):
+        """Decodes `feeds(start, stop)` for consecutive batches of at most `batch_size` into one
+        `[n, H, W, C]` array."""
+        images = np.empty((n, *self.output_shape), np.float32)
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            images[start:stop] = self._run(feeds(start, stop))["mean"]
+        return images
 
     def __repr__(self):
         return (f"Decoder({self.path!r}, variant={self.variant!r}, latent_dim={self.latent_dim}, "
@@ -134,11 +162,16 @@ def check_input(spec, value, upper=None, batch=None):
         raise ValueError(f"Expected `{name}` of shape ({', '.join(map(str, expected))}), received {array.shape}.")
     if batch is not None and len(array) != batch:
         raise ValueError(f"Expected {batch} `{name}` (one per latent), received {len(array)}.")
-    if floating and not np.isfinite(array).all():
-        raise ValueError(f"`{name}` contains NaN or Inf values; expected finite numbers.")
     if upper is not None and array.size and (array.min() < 0 or array.max() >= upper):
         raise ValueError(f"Expected `{name}` in [0, {upper - 1}], received values in [{array.min()}, {array.max()}].")
-    return array.astype(spec["dtype"], copy=False)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: checked after the cast
+        cast = array.astype(spec["dtype"], copy=False)
+    if floating and not np.isfinite(cast).all():
+        if np.isfinite(array).all():
+            raise ValueError(f"`{name}` has values beyond the {spec['dtype']} range (largest magnitude "
+                             f"{np.abs(array).max():.3g}); expected finite {spec['dtype']} numbers.")
+        raise ValueError(f"`{name}` contains NaN or Inf values; expected finite numbers.")
+    return cast
 
 
 def sample_prior(prior, n, rng):
@@ -199,22 +232,61 @@ def _upper_bound(facts, name):
     return {"labels": facts.get("num_classes"), "codes": facts.get("num_codes")}.get(name)
 
 
-def _open_onnx(path, providers):
-    import onnxruntime
+def _import_runtime(path):
+    """The runtime module for `path`'s extension, or a ModuleNotFoundError saying what to install."""
+    module, package = RUNTIMES[os.path.splitext(path)[1]]
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ModuleNotFoundError(f"Loading {path} needs {module}, which is not installed: pip install {package}.",
+                                  name=module) from err
 
-    session = onnxruntime.InferenceSession(path, providers=choose_providers(providers))
-    facts = {key: json.loads(value) for key, value in session.get_modelmeta().custom_metadata_map.items()}
-    names = [output.name for output in session.get_outputs()]
-    return (lambda feeds: dict(zip(names, session.run(names, feeds)))), facts, session.get_providers()
+
+def _open_onnx(path, providers):
+    onnxruntime = _import_runtime(path)
+    errors = onnxruntime.capi.onnxruntime_pybind11_state  # ONNX Runtime's own exception types
+    try:
+        session = onnxruntime.InferenceSession(path, providers=choose_providers(providers))
+    except (errors.InvalidProtobuf, errors.InvalidArgument, errors.InvalidGraph, errors.NoModel, errors.Fail,
+            errors.NotImplemented) as err:
+        raise ValueError(f"{path} is not an ONNX model that ONNX Runtime can load (truncated, or another kind of "
+                         f"file?): {err}") from err
+    metadata = session.get_modelmeta().custom_metadata_map
+    facts = {key: _parse_facts(f"{path}'s metadata `{key}`", value) for key, value in metadata.items()}
+    names = [spec.name for spec in session.get_inputs()], [spec.name for spec in session.get_outputs()]
+    return (lambda feeds: {"mean": session.run(["mean"], feeds)[0]}), facts, names, session.get_providers()
 
 
 def _open_tflite(path):
-    from ai_edge_litert.interpreter import Interpreter
-
+    interpreter = _import_runtime(path)
     sidecar = metadata_path(path)
     if not os.path.isfile(sidecar):
         raise ValueError(f"{path} needs its facts file {sidecar} beside it (written by `python -m export`).")
-    with open(sidecar) as f:
-        facts = json.load(f)
-    runner = Interpreter(model_path=path).get_signature_runner()
-    return (lambda feeds: runner(**feeds)), facts
+    with open(sidecar, "rb") as f:
+        facts = _parse_facts(sidecar, f.read())
+    try:
+        runner = interpreter.Interpreter(model_path=path).get_signature_runner()
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(f"{path} is not a TFLite model that LiteRT can load (truncated, or another kind of "
+                         f"file?): {err}") from err
+    return (lambda feeds: runner(**feeds)), facts, (list(runner.get_input_details()), list(runner.get_output_details()))
+
+
+def _parse_facts(source, text):
+    """JSON from `source` (a sidecar file, or one metadata entry), or a ValueError that names it."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{source} is not JSON ({err}): re-export the decoder with `python -m export RUN_DIR`.") from err
+
+
+def _check_facts(path, facts, inputs, outputs):
+    """Refuses a file without the export's facts, or whose graph does not take the inputs they name."""
+    missing = [key for key in REQUIRED_FACTS if key not in facts] if isinstance(facts, dict) else list(REQUIRED_FACTS)
+    if missing:
+        raise ValueError(f"{path} lacks the decoder facts {missing}: export it with `python -m export RUN_DIR`.")
+    specs = facts["inputs"]
+    named = isinstance(specs, list) and specs and all(isinstance(spec, dict) and "name" in spec for spec in specs)
+    if not named or sorted(spec["name"] for spec in specs) != sorted(inputs) or "mean" not in outputs:
+        raise ValueError(f"{path} takes inputs {sorted(inputs)} and gives {sorted(outputs)}, which do not match "
+                         f"its facts' inputs {specs} and a `mean` output: export it with `python -m export RUN_DIR`.")

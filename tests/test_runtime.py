@@ -7,9 +7,11 @@ leaves TensorFlow out.
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -43,7 +45,8 @@ def expected(z, labels=None):
 
 
 def write_onnx(path, conditional=True, metadata=True):
-    """A decoder graph with the export's input/output names, batch axis and metadata."""
+    """A decoder graph with the export's input/output names, batch axis and metadata (`metadata`:
+    True for the facts, False for none, or a dict of metadata strings)."""
     nodes = [helper.make_node("MatMul", ["z", "W"], ["h"])]
     inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", LATENT])]
     if conditional:
@@ -58,7 +61,8 @@ def write_onnx(path, conditional=True, metadata=True):
     model = helper.make_model(helper.make_graph(nodes, "decoder", inputs, [output], initializers),
                               opset_imports=[helper.make_opsetid("", 17)])
     if metadata:
-        helper.set_model_props(model, {k: json.dumps(v) for k, v in facts(conditional).items()})
+        props = metadata if isinstance(metadata, dict) else {k: json.dumps(v) for k, v in facts(conditional).items()}
+        helper.set_model_props(model, props)
     onnx.save(model, path)
     return str(path)
 
@@ -90,6 +94,38 @@ def test_decode_computes_the_graph_for_any_batch(conditional, unconditional):
 def test_float64_latents_and_int64_labels_are_cast(conditional):
     z = np.zeros((2, LATENT))
     np.testing.assert_allclose(conditional.decode(z, [0, 2]), expected(z, np.array([0, 2])), atol=1e-6)
+
+
+def test_float64_latents_beyond_float32_are_refused_after_the_cast(conditional):
+    z = np.zeros((2, LATENT))
+    z[1, 2] = 1e300  # finite in float64, Inf in float32: the decoder would give NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and numpy's overflow warning stays quiet
+        with pytest.raises(ValueError, match=r"`z` has values beyond the float32 range \(largest magnitude 1e\+300\); "
+                                             r"expected finite float32 numbers\."):
+            conditional.decode(z, [0, 1])
+
+
+def test_decode_and_generate_run_in_bounded_batches(conditional):
+    """Each runtime call gets at most `batch_size` images, and the batches put together are what
+    one call on all the latents gives."""
+    calls, run = [], conditional._run
+    conditional._run = lambda feeds: calls.append(feeds) or run(feeds)
+    conditional.batch_size = 3
+    images = conditional.generate(10, labels=2, seed=0)
+    assert [len(feeds["z"]) for feeds in calls] == [3, 3, 3, 1]
+    z = np.concatenate([feeds["z"] for feeds in calls])
+    assert np.all(np.concatenate([feeds["labels"] for feeds in calls]) == 2)
+    one_go = run({"z": z, "labels": np.full(10, 2, np.int32)})["mean"]
+    np.testing.assert_array_equal(images, one_go)
+    calls.clear()
+    np.testing.assert_array_equal(conditional.decode(z, [2] * 10), one_go)
+    assert [len(feeds["z"]) for feeds in calls] == [3, 3, 3, 1]
+    assert conditional.decode(np.zeros((0, LATENT), np.float32), np.zeros(0, int)).shape == (0, *SHAPE)
+
+
+def test_the_default_batch_holds_a_fixed_number_of_output_values(conditional):
+    assert conditional.batch_size == runtime.CHUNK_VALUES // int(np.prod(SHAPE))
 
 
 @pytest.mark.parametrize("z, labels, message", [
@@ -196,6 +232,66 @@ def test_files_that_are_not_decoders_are_refused(tmp_path):
     (tmp_path / "decoder.tflite").write_bytes(b"")
     with pytest.raises(ValueError, match=r"needs its facts file .*decoder.tflite.json beside it"):
         load_decoder(tmp_path / "decoder.tflite")
+
+
+def test_truncated_and_foreign_onnx_files_are_value_errors(tmp_path):
+    data = open(write_onnx(tmp_path / "decoder.onnx"), "rb").read()
+    for name, content in [("truncated.onnx", data[:len(data) // 2]), ("foreign.onnx", b"GIF89a" * 50),
+                          ("empty.onnx", b"")]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=rf"{name} is not an ONNX model that ONNX Runtime can load "
+                                             r"\(truncated, or another kind of file\?\)"):
+            load_decoder(tmp_path / name)
+
+
+def test_metadata_that_is_not_json_is_named(tmp_path):
+    props = {k: json.dumps(v) for k, v in facts().items()}
+    path = write_onnx(tmp_path / "decoder.onnx", metadata={**props, "latent_dim": "four"})
+    with pytest.raises(ValueError, match=r"decoder.onnx's metadata `latent_dim` is not JSON \(Expecting value.*\): "
+                                         r"re-export the decoder with `python -m export RUN_DIR`\."):
+        load_decoder(path)
+
+
+def test_a_graph_whose_inputs_differ_from_its_facts_is_refused(tmp_path):
+    props = {k: json.dumps(v) for k, v in facts(conditional=True).items()}
+    path = write_onnx(tmp_path / "decoder.onnx", conditional=False, metadata=props)
+    with pytest.raises(ValueError, match=r"takes inputs \['z'\] and gives \['mean'\], which do not match its facts"):
+        load_decoder(path)
+
+
+@pytest.fixture
+def tflite_copy(tmp_path):
+    """The bundled cvae's TFLite decoder and its facts, copied to be damaged."""
+    bundle = os.path.join(ROOT, "zoo", "pretrained", "cvae-mnist5k")
+    for name in ("decoder.tflite", "decoder.tflite.json"):
+        shutil.copy(os.path.join(bundle, name), tmp_path / name)
+    return tmp_path / "decoder.tflite"
+
+
+def test_truncated_and_foreign_tflite_files_are_value_errors(tflite_copy):
+    assert load_decoder(tflite_copy).decode(np.zeros((2, 16)), [0, 1]).shape == (2, 28, 28, 1)
+    data = tflite_copy.read_bytes()
+    for content in (data[:len(data) // 2], b"GIF89a" * 50):
+        tflite_copy.write_bytes(content)
+        with pytest.raises(ValueError, match=r"decoder.tflite is not a TFLite model that LiteRT can load "
+                                             r"\(truncated, or another kind of file\?\)"):
+            load_decoder(tflite_copy)
+    tflite_copy.write_bytes(data)
+    (tflite_copy.parent / "decoder.tflite.json").write_text("{'variant': 'cvae'}")
+    with pytest.raises(ValueError, match=r"decoder.tflite.json is not JSON \(Expecting property name"):
+        load_decoder(tflite_copy)
+
+
+@pytest.mark.parametrize("module, extension, package", [("ai_edge_litert", "tflite", "ai-edge-litert"),
+                                                        ("onnxruntime", "onnx", "onnxruntime")])
+def test_a_missing_runtime_says_what_to_install(tmp_path, tflite_copy, monkeypatch, module, extension, package):
+    path = write_onnx(tmp_path / "decoder.onnx") if extension == "onnx" else tflite_copy
+    for name in [name for name in sys.modules if name.split(".")[0] == module]:
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: `import` fails as if not installed
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ModuleNotFoundError, match=rf"Loading .*decoder.{extension} needs {module}.*, which is not "
+                                                  rf"installed: pip install {package}"):
+        load_decoder(path)
 
 
 def test_importing_the_runtime_leaves_tensorflow_out(tmp_path):
