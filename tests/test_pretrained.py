@@ -1,13 +1,17 @@
 """The bundled pretrained models: checksums, every format, the registry, and rebuilding."""
 
+import collections
 import functools
+import hashlib
 import http.server
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -168,6 +172,153 @@ def test_an_unreachable_registry_is_a_clear_error(registry):
     url, _, _ = registry
     with pytest.raises(pretrained.PretrainedError, match="Could not fetch .*/nothing-here/manifest.json"):
         zoo.load_pretrained("nothing-here", registry=url)
+
+
+@pytest.mark.parametrize("manifest, problem", [
+    ([], "expected a JSON object with a 'name'"),
+    ({"name": "cvae-mnist5k"}, "expected 'files'"),
+    ({"name": "cvae-mnist5k", "files": {"decoder.onnx": "51b9"}}, r"files\['decoder.onnx'\] is '51b9', expected"),
+    ({"name": "cvae-mnist5k", "files": {"decoder.onnx": {"sha256": "0" * 64}}}, r"files\['decoder.onnx'\] is"),
+    ({"name": "cvae-mnist5k", "files": {"decoder.onnx": {"sha256": "0" * 64, "bytes": "1"}}}, r"files\['decoder.onnx'\] is \{"),
+    ({"name": "cvae-mnist5k", "files": {"../decoder.onnx": {"sha256": "0" * 64, "bytes": 1}}}, "an unsafe file name"),
+])
+def test_a_malformed_manifest_is_a_pretrained_error(bundle_root, manifest, problem):
+    (bundle_root / "cvae-mnist5k" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(pretrained.PretrainedError, match=rf"cvae-mnist5k.manifest.json is malformed: {problem}"):
+        zoo.load_pretrained("cvae-mnist5k", format="onnx")
+
+
+def test_a_file_of_the_wrong_size_fails_its_checksum(bundle_root):
+    size = pretrained.read_manifest(bundle_root / "cvae-mnist5k")["files"]["decoder.onnx"]["bytes"]
+    with open(bundle_root / "cvae-mnist5k" / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(pretrained.ChecksumError, match=rf"decoder.onnx fails its checksum: {size + 1:,} bytes but the "
+                                                       rf"manifest says {size:,}"):
+        zoo.load_pretrained("cvae-mnist5k", format="onnx")
+
+
+@pytest.mark.parametrize("registry", ["not a url", "ftp://example.org/zoo", "http://", "/tmp/registry"])
+def test_a_registry_must_be_a_url(monkeypatch, registry):
+    with pytest.raises(pretrained.PretrainedError, match=rf"A registry \(registry= or VAE_ZOO_REGISTRY\) must be an "
+                                                         rf"http://, https:// or file:// URL .*received '{registry}'"):
+        zoo.load_pretrained("vae-cifar10", registry=registry)
+    monkeypatch.setenv(pretrained.REGISTRY_ENV, registry)
+    with pytest.raises(pretrained.PretrainedError, match="must be an http://, https:// or file:// URL"):
+        zoo.list_pretrained()
+
+
+class StreamHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `server.routes[path]() -> (Content-Length, blocks)`, counting the bytes it got to send
+    before the client hung up in `server.sent[path]`."""
+
+    def do_GET(self):
+        if self.path not in self.server.routes:
+            return self.send_error(404)
+        length, blocks = self.server.routes[self.path]()
+        self.send_response(200)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        try:
+            for block in blocks:
+                self.wfile.write(block)
+                self.server.sent[self.path] += len(block)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stream_registry(tmp_path, monkeypatch):
+    """A registry on 127.0.0.1 whose answers the test writes: (url, routes, bytes sent per path)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StreamHandler)
+    server.routes, server.sent = {}, collections.Counter()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("VAE_ZOO_CACHE", str(tmp_path / "cache"))
+    yield f"http://127.0.0.1:{server.server_address[1]}", server.routes, server.sent
+    server.shutdown()
+    server.server_close()
+
+
+def whole(data):
+    return lambda: (len(data), [data])
+
+
+def endless(length=256 * 2**20):
+    """A body of `length` bytes (256 MiB), sent 64 KiB at a time while the client reads."""
+    block = b" " * 2**16
+    return lambda: (length, itertools.repeat(block, length // len(block)))
+
+
+def one_model(routes, name, data):
+    """Serves a model `name` whose only file, `decoder.onnx`, has `data` in its manifest."""
+    entry = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    routes[f"/{name}/manifest.json"] = whole(json.dumps({"name": name, "files": {"decoder.onnx": entry}}).encode())
+
+
+def test_a_huge_index_is_refused_at_the_cap(stream_registry):
+    url, routes, sent = stream_registry
+    routes["/index.json"] = endless()  # 256 MiB of spaces, as a 400 MB index.json would be
+    with pytest.raises(pretrained.PretrainedError, match=r"/index.json is larger than 1,048,576 bytes, the cap on an "
+                                                         r"index or manifest \(zoo.pretrained.JSON_MAX_BYTES\)"):
+        zoo.list_pretrained(registry=url)
+    time.sleep(0.2)  # the server notices the closed connection
+    assert sent["/index.json"] < 32 * 2**20  # what the socket buffers took before the client hung up
+
+
+def test_a_malformed_index_or_registry_manifest_is_a_pretrained_error(stream_registry):
+    url, routes, _ = stream_registry
+    routes["/index.json"] = whole(b'{"models": [{"name": "vae-big"}]}')
+    with pytest.raises(pretrained.PretrainedError, match=r"index.json should be \{\"models\": \[names"):
+        zoo.list_pretrained(registry=url)
+    routes["/big/manifest.json"] = whole(b'{"name": "big", "files": {"decoder.onnx": "abc"}}')
+    with pytest.raises(pretrained.PretrainedError, match=r"/big/manifest.json is malformed: files\['decoder.onnx'\]"):
+        zoo.load_pretrained("big", format="onnx", registry=url)
+
+
+def test_a_file_larger_than_its_manifest_says_is_cut_off_at_its_size(stream_registry):
+    url, routes, sent = stream_registry
+    one_model(routes, "big", b"x" * 1000)
+    routes["/big/decoder.onnx"] = endless()
+    with pytest.raises(pretrained.PretrainedError, match=r"/big/decoder.onnx is larger than 1,000 bytes, the size its "
+                                                         r"manifest gives: refused"):
+        zoo.load_pretrained("big", format="onnx", registry=url)
+    time.sleep(0.2)
+    assert sent["/big/decoder.onnx"] < 32 * 2**20
+    assert os.listdir(os.path.join(os.environ["VAE_ZOO_CACHE"], "pretrained")) == []
+
+
+def test_a_trickling_server_meets_the_deadline(stream_registry, monkeypatch):
+    url, routes, sent = stream_registry
+    data = b"x" * 200
+
+    def trickle():  # one byte every 20 ms: each read is quick, the whole takes 4 s
+        for i in range(len(data)):
+            time.sleep(0.02)
+            yield data[i:i + 1]
+
+    one_model(routes, "slow", data)
+    routes["/slow/decoder.onnx"] = lambda: (len(data), trickle())
+    monkeypatch.setattr(pretrained, "DEADLINE_S", 0.5)
+    with pytest.raises(pretrained.PretrainedError, match=r"/slow/decoder.onnx did not arrive within 0.5 s "
+                                                         r"\(zoo.pretrained.DEADLINE_S\)"):
+        pretrained.locate("slow", registry=url)
+    assert sent["/slow/decoder.onnx"] < len(data)
+    assert os.listdir(os.path.join(os.environ["VAE_ZOO_CACHE"], "pretrained")) == []
+
+
+def test_cli_lists_a_registry_model_whose_manifest_has_no_metrics(stream_registry, monkeypatch, capsys):
+    from zoo.pretrained.__main__ import main
+
+    url, routes, _ = stream_registry
+    data = b"weights"
+    one_model(routes, "tiny", data)
+    routes["/tiny/decoder.onnx"] = whole(data)
+    routes["/index.json"] = whole(b'{"models": ["tiny"]}')
+    monkeypatch.setenv(pretrained.REGISTRY_ENV, url)
+    assert main(["list"]) == 0
+    assert ["tiny", "?", "0.00", "MiB"] in [line.split() for line in capsys.readouterr().out.splitlines()]
 
 
 def test_cli_verifies_lists_and_refuses_unknown_names(bundle_root):

@@ -61,10 +61,10 @@ HEADLINE = ("conditional_accuracy", "test_reconstruction_mse", "codebook_usage",
 def _describe(name):
     manifest = pretrained.read_manifest(pretrained.locate(name))
     size = sum(entry["bytes"] for entry in manifest["files"].values())
-    headline = {key: value for key, value in manifest["metrics"].items()
-                if key.startswith("test_nll") or key in HEADLINE}
+    headline = {key: value for key, value in manifest.get("metrics", {}).items()  # a registry's may have none
+                if (key.startswith("test_nll") or key in HEADLINE) and isinstance(value, (int, float))}
     facts = "  ".join(f"{key} {value:.4g}" for key, value in headline.items())
-    return f"{name:20s} {manifest['variant']:9s} {size / 2**20:5.2f} MiB  {facts}"
+    return f"{name:20s} {manifest.get('variant', '?'):9s} {size / 2**20:5.2f} MiB  {facts}"
 
 
 if __name__ == "__main__":
