@@ -277,7 +277,8 @@ def _parse_facts(source, text):
     try:
         return json.loads(text)
     except ValueError as err:
-        raise ValueError(f"{source} is not JSON ({err}): re-export the decoder with `python -m export RUN_DIR`.") from err
+        raise ValueError(f"{source} is not JSON ({err}): re-export the decoder with "
+                         "`python -m export RUN_DIR`.") from err
 
 
 def _check_facts(path, facts, inputs, outputs):
