@@ -1,7 +1,8 @@
 """Write a PNG grid of generated digits with an exported decoder: numpy + onnxruntime only.
 
 One row per class asked for, `--per-class` images in each (z drawn from the model's prior, in
-numpy); an unconditional decoder gives `--rows` rows. No TensorFlow, no imaging library: the PNG is
+numpy); an unconditional decoder gives `--rows` rows. Each pixel becomes a `--scale` x `--scale`
+block, so 28x28 digits are big enough to see. No TensorFlow, no imaging library: the PNG is
 written with zlib.
 
     python apps/generate.py runs/cvae 3 7 --per-class 8 --seed 0 --out sevens_and_threes.png
@@ -20,13 +21,16 @@ import numpy as np
 # imported from the repository this app sits in.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from export.runtime import load_decoder  # noqa: E402
+from zoo.cli import COUNT, POSITIVE_INT, HelpFormatter  # noqa: E402  (argparse only)
 from zoo.grid import mosaic  # noqa: E402  (numpy only; importing zoo does not import TensorFlow)
 
 
-def tile(images, rows):
-    """Lays `images` [rows * cols, H, W, C] in [0, 1] out as one uint8 picture, row by row, on black."""
+def tile(images, rows, scale=1):
+    """Lays `images` [rows * cols, H, W, C] in [0, 1] out as one uint8 picture, row by row, on black,
+    each pixel repeated into a `scale` x `scale` block (nearest-neighbour enlargement)."""
     canvas = mosaic(images, rows, len(images) // rows, fill=0.0)
     pixels = np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8)
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 
 
@@ -46,14 +50,15 @@ def write_png(path, pixels):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("decoder", help="an exported decoder (.onnx, or .tflite), or a run directory "
                                         "holding decoder.onnx")
-    parser.add_argument("classes", nargs="*", type=int, help="class ids, one row each (default: every class)")
-    parser.add_argument("--per-class", type=int, default=10, help="images per row")
-    parser.add_argument("--rows", type=int, default=4, help="rows of an unconditional decoder")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("classes", nargs="*", type=COUNT, help="class ids, one row each (default: every class)")
+    parser.add_argument("--per-class", type=POSITIVE_INT, default=10, help="images per row")
+    parser.add_argument("--rows", type=POSITIVE_INT, default=4, help="rows of an unconditional decoder")
+    parser.add_argument("--scale", type=POSITIVE_INT, default=4,
+                        help="enlarge the picture this many times (each pixel a block; 1: actual size)")
+    parser.add_argument("--seed", type=COUNT, default=0, help="seed of the latents z")
     parser.add_argument("--out", default="generated.png", help="PNG file to write")
     args = parser.parse_args(argv)
     path = os.path.join(args.decoder, "decoder.onnx") if os.path.isdir(args.decoder) else args.decoder
@@ -70,7 +75,7 @@ def main(argv=None):
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    write_png(args.out, tile(images, rows))
+    write_png(args.out, tile(images, rows, args.scale))
     print(f"wrote {args.out}: {rows} x {args.per_class} images from {path}")
     return 0
 

@@ -7,10 +7,9 @@ run directory or an unknown format (one line on stderr, no traceback).
 import argparse
 import sys
 
-from zoo import artifacts  # first: it quiets TensorFlow's start-up logging
-
-from export.formats import FORMATS
-from export.pipeline import UnknownFormat, export_run, parse_formats
+import zoo
+from export.formats import FORMATS  # no TensorFlow: `--help` answers at once
+from zoo.cli import add_verbose
 
 
 def build_parser():
@@ -26,11 +25,16 @@ def build_parser():
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (written by a recipe)")
     parser.add_argument("--formats", default=",".join(FORMATS),
                         help="comma-separated formats to write (default: all)")
+    add_verbose(parser)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    zoo.import_tensorflow(args.verbose)  # before anything else imports it: its logs stay hidden
+    from export.pipeline import UnknownFormat, export_run, parse_formats
+    from zoo import artifacts
+
     try:
         report = export_run(args.run_dir, parse_formats(args.formats))
     except (artifacts.RunError, UnknownFormat) as err:

@@ -7,10 +7,7 @@ the report adds their PSNR.
 """
 
 import dataclasses
-import functools
-
-from export.to_onnx import write_onnx
-from export.to_tflite import write_tflite
+import importlib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +27,17 @@ class Format:
     tolerance: float
 
 
+def _writer(name, **options):
+    """`export.to_<name>.write_<name>` with `options`, imported at the first call: listing the
+    formats (`python -m export --help`) loads no TensorFlow."""
+    return lambda *args: getattr(importlib.import_module(f"export.to_{name}"), f"write_{name}")(*args, **options)
+
+
 FORMATS = {
-    "onnx": Format("decoder.onnx", write_onnx, "max_abs", 1e-5),
-    "tflite": Format("decoder.tflite", functools.partial(write_tflite, quantization="none"), "max_abs", 1e-4),
-    "tflite-fp16": Format("decoder.fp16.tflite", functools.partial(write_tflite, quantization="fp16"),
-                          "max_abs", 1e-2),
-    "tflite-int8-dynamic": Format("decoder.int8-dynamic.tflite",
-                                  functools.partial(write_tflite, quantization="int8-dynamic"), "mean_abs", 0.05),
-    "tflite-int8": Format("decoder.int8.tflite", functools.partial(write_tflite, quantization="int8"),
-                          "mean_abs", 0.05),
+    "onnx": Format("decoder.onnx", _writer("onnx"), "max_abs", 1e-5),
+    "tflite": Format("decoder.tflite", _writer("tflite", quantization="none"), "max_abs", 1e-4),
+    "tflite-fp16": Format("decoder.fp16.tflite", _writer("tflite", quantization="fp16"), "max_abs", 1e-2),
+    "tflite-int8-dynamic": Format("decoder.int8-dynamic.tflite", _writer("tflite", quantization="int8-dynamic"),
+                                  "mean_abs", 0.05),
+    "tflite-int8": Format("decoder.int8.tflite", _writer("tflite", quantization="int8"), "mean_abs", 0.05),
 }

@@ -15,15 +15,17 @@ which x and y spread over several latents.
 
 import sys
 
-from zoo.cli import main
+from zoo.cli import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, main
 
-OPTIONS = [("--beta", {"type": float, "default": 4.0, "help": "weight of the KL term"}),
-           ("--warmup-steps", {"type": int, "default": 0, "help": "steps of linear KL warm-up from 0 to beta"}),
-           ("--capacity", {"type": float, "default": None, "help": "C_max in nats: use the capacity objective"}),
-           ("--capacity-steps", {"type": int, "default": 10_000, "help": "steps for C to rise from 0 to C_max"}),
-           ("--gamma", {"type": float, "default": 100.0, "help": "weight of |KL - C| (capacity objective)"})]
+DEFAULTS = {"dataset": "dsprites", "latent_dim": 10, "epochs": 10, "width": 16, "dense_layers": 2,
+            "broadcast_decoder": True}
+OPTIONS = [("--beta", {"type": NON_NEGATIVE, "default": 4.0, "help": "weight of the KL term"}),
+           ("--warmup-steps", {"type": COUNT, "default": 0, "help": "steps of linear KL warm-up from 0 to beta"}),
+           ("--capacity", {"type": NON_NEGATIVE, "default": None,
+                           "help": "C_max in nats: use the capacity objective (default: off, the beta objective)"}),
+           ("--capacity-steps", {"type": POSITIVE_INT, "default": 10_000,
+                                 "help": "steps for C to rise from 0 to C_max"}),
+           ("--gamma", {"type": POSITIVE, "default": 100.0, "help": "weight of |KL - C| (capacity objective)"})]
 
 if __name__ == "__main__":
-    sys.exit(main("beta_vae", __doc__, defaults={"dataset": "dsprites", "latent_dim": 10, "epochs": 10, "width": 16,
-                                                   "dense_layers": 2, "broadcast_decoder": True},
-                  extra_options=OPTIONS))
+    sys.exit(main("beta_vae", __doc__, defaults=DEFAULTS, extra_options=OPTIONS))

@@ -11,9 +11,10 @@ every class's latents near N(0, I), so samples z ~ p(z) come out as the class as
 
 import sys
 
-from zoo.cli import main
+from zoo.cli import NON_NEGATIVE, main
 
-OPTIONS = [("--beta", {"type": float, "default": 2.0, "help": "weight of the KL term (1: the plain ELBO)"})]
+DEFAULTS = {"width": 32}
+OPTIONS = [("--beta", {"type": NON_NEGATIVE, "default": 2.0, "help": "weight of the KL term (1: the plain ELBO)"})]
 
 if __name__ == "__main__":
-    sys.exit(main("cvae", __doc__, defaults={"width": 32}, extra_options=OPTIONS))
+    sys.exit(main("cvae", __doc__, defaults=DEFAULTS, extra_options=OPTIONS))

@@ -5,9 +5,9 @@
 
 import sys
 
-from zoo.cli import main
+from zoo.cli import POSITIVE_INT, main
 
-OPTIONS = [("--samples", {"dest": "num_samples", "type": int, "default": 5,
+OPTIONS = [("--samples", {"dest": "num_samples", "type": POSITIVE_INT, "default": 5,
                           "help": "k, importance samples per image in the training bound"})]
 
 if __name__ == "__main__":

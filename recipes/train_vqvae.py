@@ -7,12 +7,12 @@
 
 import sys
 
-from zoo.cli import main
+from zoo.cli import NON_NEGATIVE, POSITIVE_INT, main
 
-OPTIONS = [("--num-codes", {"type": int, "default": 64, "help": "codebook size K"}),
-           ("--commitment", {"type": float, "default": 0.25, "help": "weight beta of the commitment loss"}),
+OPTIONS = [("--num-codes", {"type": POSITIVE_INT, "default": 64, "help": "codebook size K"}),
+           ("--commitment", {"type": NON_NEGATIVE, "default": 0.25, "help": "weight beta of the commitment loss"}),
            ("--no-ema", {"dest": "ema", "action": "store_false",
-                         "help": "learn the codebook by gradient instead of EMA updates (ema: %(default)s)"})]
+                         "help": "learn the codebook by gradient instead of EMA updates (default: EMA updates)"})]
 
 if __name__ == "__main__":
     sys.exit(main("vqvae", __doc__, extra_options=OPTIONS))

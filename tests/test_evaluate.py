@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,10 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy.special import logsumexp
+from scipy.stats import norm
 
 import zoo
 from conftest import write_run as finished_run
-from zoo import artifacts, classifier, data, evaluate, metrics, report
+from zoo import artifacts, classifier, data, distributions, evaluate, metrics, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = dict(k=10, max_images=60, ood_k=4, ood_size=12)  # evaluate_run settings that keep tests quick
@@ -157,11 +159,11 @@ def test_likelihood_metrics_split_the_elbo_exactly():
 # --- evaluate_run on tiny runs -----------------------------------------------------------------
 
 
-def write_run(out, variant, dataset, train=None, latent_dim=2):
+def write_run(out, variant, dataset, train=None, latent_dim=2, **options):
     """A tiny finished run written through zoo.artifacts, as a recipe would (one epoch at most)."""
     num_classes = 10 if zoo.get_class(variant).conditional else None
     model = zoo.create(variant, input_shape=(28, 28, 1), latent_dim=latent_dim, width=8, hidden=32,
-                       **({"num_classes": num_classes} if num_classes else {}))
+                       **({"num_classes": num_classes} if num_classes else {}), **options)
     if train is not None:
         x, y = train
         model.compile(optimizer="adam")
@@ -199,6 +201,36 @@ def test_evaluate_run_writes_metrics_pictures_and_manifest(vae_run):
     assert manifest["evaluation"]["pictures"] == results["pictures"]
     for rel in ["metrics.json", *results["pictures"]]:
         artifacts.verify(out, rel)
+
+
+def test_grey_images_are_scored_by_a_gaussian_model_as_they_are(tmp_path, mnist_npz, mnist_small):
+    out = write_run(str(tmp_path), "vae", mnist_npz, train=mnist_small[0], likelihood="gaussian")
+    results = evaluate.evaluate_run(out, print_fn=lambda *a, **k: None, **FAST)
+    assert not any(key.endswith("_bin") or "_bin_" in key for key in results)  # nothing thresholded
+    assert results["test_nll_gaussian_k10"] <= -results["test_elbo_gaussian"]
+    assert results["nll_protocol"].startswith("test images as they are, gaussian likelihood")
+    assert results["ood_score"] == "nll_k4" and "test_nll" not in results["skipped"]
+
+    # log p(x|z) is the model's own Gaussian density of the grey pixels.
+    model = zoo.load_model(out)
+    x = mnist_small[1][0][:3]
+    z = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    mean, scale = model.decode(z).mean().numpy(), np.exp(model.log_scale.numpy()) + distributions.MIN_SCALE
+    expected = norm.logpdf(x, mean, scale).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(evaluate.model_functions(model)["log_likelihood"](x, z), expected, rtol=1e-4)
+
+
+def test_outlier_sets_are_no_larger_than_the_test_split(mnist_small, monkeypatch):
+    _, (x, y) = mnist_small
+    said, sizes, original = [], [], report.ood_sets
+    monkeypatch.setattr(report, "ood_sets", lambda *args: sizes.append(args[2]) or original(*args))
+    model = zoo.create("vae", input_shape=(28, 28, 1), latent_dim=2, width=4, hidden=8)
+    settings = {"k": 2, "max_images": 8, "ood_k": 2, "ood_size": 500, "seed": 0}
+    results, _ = report.compute(model, x[:8], y[:8], "mnist5k", settings,
+                                print_fn=lambda *parts, **kw: said.append(" ".join(parts)))
+    assert sizes == [8]  # 8 test images: 8 of each outlier set, not 500
+    assert "evaluating: outlier detection (nll k=2, 8 test images and as many of each outlier set)..." in said
+    assert 0.0 <= results["ood_auroc_noise"] <= 1.0
 
 
 def independent_nll(saved_model, x, labels=None, k=500, seed=12345, chunk=16):
@@ -267,8 +299,15 @@ def test_conditional_run_is_judged_by_the_cached_classifier(tmp_path, monkeypatc
 
     out = write_run(str(tmp_path / "run"), "cvae", mnist_npz, train=mnist_small[0], latent_dim=2)
     said = []
-    results = evaluate.evaluate_run(out, print_fn=said.append, **FAST)
+    results = evaluate.evaluate_run(out, print_fn=lambda *parts, **kw: said.append(" ".join(map(str, parts))),
+                                    **FAST)
     assert not any("training the" in line for line in said)  # the cached classifier was used
+    # Each step says what it computes, then how long it took.
+    steps = ["reconstructions (100 test images)", "test NLL (k=10, 60 images, bernoulli likelihood)",
+             "conditional accuracy (100 samples per class)",
+             "outlier detection (nll k=4, 12 test images and as many of each outlier set)", "pictures"]
+    assert [line for line in said if line.startswith("evaluating: ")] == [f"evaluating: {s}..." for s in steps]
+    assert sum(bool(re.fullmatch(r"\d+\.\d s", line)) for line in said) == len(steps)
     assert 0.0 <= results["conditional_accuracy"] <= 1.0
     assert len(results["conditional_accuracy_per_class"]) == 10
     assert results["classifier_test_accuracy"] == info["test_accuracy"]
@@ -287,7 +326,7 @@ def test_vq_metrics_activate_on_num_codes(mnist_small):
     _, (x, y) = mnist_small
     settings = {"k": 10, "max_images": 20, "ood_k": 4, "ood_size": 10, "seed": 0}
     vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32)
-    results, codes = report.compute(vq, x, y, "mnist5k", settings, print_fn=lambda *a: None)
+    results, codes = report.compute(vq, x, y, "mnist5k", settings, print_fn=lambda *a, **k: None)
     assert codes is None  # no continuous latent to draw
     assert 1.0 <= results["perplexity"] <= 16 and 0 < results["codebook_usage"] <= 1
     assert len(results["code_counts"]) == 16 and results["ood_score"] == "reconstruction_mse"
@@ -298,7 +337,7 @@ def test_dsprites_runs_get_the_disentanglement_metrics():
     x, f = data.load("dsprites", "test", size=40)
     settings = {"k": 2, "max_images": 8, "ood_k": 2, "ood_size": 8, "seed": 0}
     model = zoo.create("beta_vae", input_shape=(64, 64, 1), latent_dim=3, width=4, hidden=8)
-    results, codes = report.compute(model, x, f, "dsprites", settings, print_fn=lambda *a: None)
+    results, codes = report.compute(model, x, f, "dsprites", settings, print_fn=lambda *a, **k: None)
     assert codes.shape == (40, 3) and 0.0 <= results["mig"] <= 1.0 and set(results["mig_per_factor"]) == set(
         data.DSPRITES_FACTORS)
     assert 0.0 <= results["beta_vae_score"] <= 1.0

@@ -5,6 +5,7 @@ Runs are written with zoo.artifacts from untrained tiny models (no training): pa
 a good decoder, only the same one on both sides.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -168,7 +169,7 @@ def test_unconditional_gaussian_decoder_with_a_learned_prior(vae_run):
 
 def test_a_file_over_its_tolerance_is_removed(cvae_run, tmp_path, monkeypatch, capsys):
     run = shutil.copytree(cvae_run[0], str(tmp_path / "run"))
-    monkeypatch.setitem(formats.FORMATS, "onnx", formats.Format("decoder.onnx", formats.write_onnx, "max_abs", 0.0))
+    monkeypatch.setitem(formats.FORMATS, "onnx", dataclasses.replace(formats.FORMATS["onnx"], tolerance=0.0))
     assert main([run, "--formats", "onnx"]) == 1
     assert "error: onnx failed parity against the SavedModel" in capsys.readouterr().err
     assert not os.path.exists(os.path.join(run, "decoder.onnx"))

@@ -335,8 +335,8 @@ def read_grey_png(path):
 def test_generate_app_writes_one_row_per_class(tmp_path):
     path = write_onnx(tmp_path / "decoder.onnx")
     app = [sys.executable, os.path.join(ROOT, "apps", "generate.py"), path]
-    result = subprocess.run([*app, "0", "2", "--per-class", "3", "--seed", "5", "--out", str(tmp_path / "grid.png")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*app, "0", "2", "--per-class", "3", "--seed", "5", "--scale", "1",
+                             "--out", str(tmp_path / "grid.png")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     pixels = read_grey_png(tmp_path / "grid.png")
     assert pixels.shape == (2 * (2 + 2) + 2, 3 * (2 + 2) + 2)  # 2 rows x 3 images of 2x2, 2-pixel gaps

@@ -1,11 +1,18 @@
-"""Pictures: each figure renders to a non-blank PNG, and `draw_run` draws what applies to each model."""
+"""Pictures: each figure renders to a non-blank PNG, `draw_run` draws what applies to each model, and
+apps/generate.py writes its grid."""
+
+import os
+import runpy
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
 import zoo
+from test_runtime import read_grey_png  # the PNG reader of the app's other tests
 from zoo import grid, viz
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def png(fig, path):
@@ -98,3 +105,35 @@ def test_draw_run_for_a_vq_model(tmp_path, mnist_small):
     vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32)
     drawn = viz.draw_run(vq, str(tmp_path), x, y, code_counts=counts, name="vq")
     assert drawn == ["codebook_usage.png", "reconstructions.png", "samples.png"]
+
+
+# --- apps/generate.py: the PNG grid of generated digits ------------------------------------------
+
+GENERATE = os.path.join(ROOT, "apps", "generate.py")
+
+
+def test_generate_writes_pictures_enlarged_by_scale(tmp_path):
+    app = runpy.run_path(GENERATE)  # not __main__: defines main and tile, generates nothing
+    decoder = os.path.join(ROOT, "zoo", "pretrained", "cvae-mnist5k", "decoder.onnx")
+    for scale in (1, 4):
+        assert app["main"]([decoder, "3", "7", "--per-class", "2", "--scale", str(scale),
+                            "--out", str(tmp_path / f"x{scale}.png")]) == 0
+    small, big = read_grey_png(tmp_path / "x1.png"), read_grey_png(tmp_path / "x4.png")
+    assert small.shape == (2 * 28 + 3 * grid.PAD, 2 * 28 + 3 * grid.PAD)
+    assert big.shape == (4 * small.shape[0], 4 * small.shape[1])
+    np.testing.assert_array_equal(big, small.repeat(4, axis=0).repeat(4, axis=1))  # nearest neighbour
+    assert app["main"]([decoder, "--out", str(tmp_path / "default.png")]) == 0
+    assert read_grey_png(tmp_path / "default.png").shape == (4 * (10 * 28 + 11 * grid.PAD),) * 2  # --scale 4
+
+
+def test_generate_help_shows_each_default_once(capsys):
+    app = runpy.run_path(GENERATE)
+    with pytest.raises(SystemExit):
+        app["main"](["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "class ids, one row each (default: every class)" in text and "(default: None)" not in text
+    assert "enlarge the picture this many times (each pixel a block; 1: actual size) (default: 4)" in text
+    for bad in (["x", "--scale", "0"], ["x", "--per-class", "nan"]):
+        with pytest.raises(SystemExit) as exit_:
+            app["main"](bad)
+        assert exit_.value.code == 2 and f"argument {bad[1]}: expected a positive integer" in capsys.readouterr().err

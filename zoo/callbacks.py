@@ -34,7 +34,10 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Progress(keras.callbacks.Callback):
-    """Prints one line per epoch with the losses and the training throughput (images/s)."""
+    """Prints one line per epoch with the losses, the KL, a VQ-VAE's codebook perplexity and usage,
+    and the training throughput (images/s)."""
+
+    shown = ("kl", "val_kl", "perplexity", "usage")  # besides every loss
 
     def __init__(self, num_images, epochs, print_fn=print):
         super().__init__()
@@ -52,7 +55,7 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = self.train_seconds or time.perf_counter() - self.start
         self.throughput.append(self.num_images / seconds)
-        shown = "  ".join(f"{k} {v:.2f}" for k, v in (logs or {}).items() if "loss" in k or k in ("kl", "val_kl"))
+        shown = "  ".join(f"{k} {v:.2f}" for k, v in (logs or {}).items() if "loss" in k or k in self.shown)
         self.print_fn(f"epoch {epoch + 1}/{self.epochs}  {shown}  {self.throughput[-1]:.0f} img/s", flush=True)
 
 

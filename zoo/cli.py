@@ -10,10 +10,12 @@ import os
 import shlex
 import sys
 
-from zoo import data
+import zoo
+from zoo import data, evaluate
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
 BINARIZE = ("dynamic", "threshold", "none")
+LIKELIHOODS = ("auto", "bernoulli", "gaussian")  # auto: `zoo.distributions.choose_likelihood`
 
 
 def _checked(convert, test, expected):
@@ -30,10 +32,27 @@ def _checked(convert, test, expected):
     return parse
 
 
+# Every number flag takes one of these: NaN and infinities fail every test.
 POSITIVE_INT = _checked(int, lambda v: v > 0, "a positive integer")
 COUNT = _checked(int, lambda v: v >= 0, "an integer >= 0")
 POSITIVE = _checked(float, lambda v: 0 < v < math.inf, "a positive number")
+NON_NEGATIVE = _checked(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 FRACTION = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's lines (its commands stay copyable) and shows every flag's default,
+    unless its help already says it ("(default: ...)")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "(default" in text else super()._get_help_string(action)
+
+
+def add_verbose(parser):
+    """`--verbose`: show TensorFlow's logs (see `zoo.import_tensorflow`)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's logs (hidden by default; TF_CPP_MIN_LOG_LEVEL also works)")
 
 
 def build_parser(variant, description, defaults=None, extra_options=()):
@@ -44,27 +63,32 @@ def build_parser(variant, description, defaults=None, extra_options=()):
         extra_options: `(flag, argparse keyword arguments)` pairs for model flags; their values
             go to the model's constructor (e.g. `("--beta", {"type": float, "default": 4.0})`).
     """
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     parser.add_argument("--dataset", default="mnist5k",
                         help=f"one of {', '.join(data.names())}, or a .npz file / IDX folder")
-    parser.add_argument("--epochs", type=POSITIVE_INT, default=30)
+    parser.add_argument("--epochs", type=POSITIVE_INT, default=30, help="passes over the training images")
     parser.add_argument("--batch-size", type=POSITIVE_INT, default=32,
                         help="global batch: split evenly across the replicas of --strategy")
-    parser.add_argument("--latent-dim", type=POSITIVE_INT, default=16)
+    parser.add_argument("--latent-dim", type=POSITIVE_INT, default=16, help="size of z")
     parser.add_argument("--learning-rate", type=POSITIVE, default=1e-3,
                         help="peak of the cosine schedule; not scaled with the replicas (the global batch is fixed)")
-    parser.add_argument("--seed", type=COUNT, default=0)
+    parser.add_argument("--seed", type=COUNT, default=0,
+                        help="seed of the weights, the validation split, the shuffling and the evaluation")
     parser.add_argument("--out", default=os.path.join("runs", variant),
                         help="run directory to write; rerunning the same command resumes an unfinished run there")
-    parser.add_argument("--validation-split", type=FRACTION, default=0.1)
+    parser.add_argument("--validation-split", type=FRACTION, default=0.1,
+                        help="fraction of the training images held out; the best weights on them are kept")
     parser.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience in epochs")
+    parser.add_argument("--likelihood", choices=LIKELIHOODS, default="auto",
+                        help="p(x|z); auto: bernoulli when the training pixels are near-binary (at least 80%% "
+                             "within 0.1 of 0 or 1, as MNIST and dSprites), else gaussian")
     parser.add_argument("--binarize", choices=BINARIZE, default="dynamic",
                         help="Bernoulli models: sample binary pixels from grey levels each epoch (dynamic), "
                              "threshold them at 0.5, or train on grey levels (none)")
-    parser.add_argument("--nll-samples", type=COUNT, default=100,
-                        help="importance samples per test image for the test NLL (0 skips it); the benchmark "
-                             "figure uses 500: `python -m zoo.evaluate RUN_DIR --k 500`")
+    parser.add_argument("--nll-samples", type=COUNT, default=evaluate.K,
+                        help="importance samples per test image for the test NLL of the evaluation after "
+                             "training (0 skips it); the README's figures use 500: "
+                             "`python -m zoo.evaluate RUN_DIR --k 500`")
     parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
     parser.add_argument("--width", type=POSITIVE_INT, default=64, help="filters of the first conv level")
     parser.add_argument("--dense-layers", type=COUNT, default=0,
@@ -81,12 +105,15 @@ def build_parser(variant, description, defaults=None, extra_options=()):
                             "mirrored: tf.distribute.MirroredStrategy; multiworker: "
                             "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (the chief writes --out)")
     scale.add_argument("--cpu-devices", type=POSITIVE_INT, default=None,
-                       help="split the CPU into N logical devices (mirrored replicas without GPUs)")
+                       help="split the CPU into N logical devices (mirrored replicas without GPUs) "
+                            "(default: one CPU device)")
     scale.add_argument("--mixed-precision", action="store_true",
                        help="mixed_float16 compute with dynamic loss scaling (for GPUs); the saved model is float32")
-    scale.add_argument("--clip-norm", type=POSITIVE, default=None, help="clip gradients to this global norm")
+    scale.add_argument("--clip-norm", type=POSITIVE, default=None,
+                       help="clip gradients to this global norm (default: no clipping)")
     scale.add_argument("--checkpoint-every", type=COUNT, default=0,
                        help="also checkpoint every N training steps (0: at the end of each epoch only)")
+    add_verbose(parser)
     for flag, options in extra_options:
         parser.add_argument(flag, **options)
     parser.set_defaults(**(defaults or {}))
@@ -102,6 +129,7 @@ def main(variant, description, argv=None, defaults=None, extra_options=()):
         parser.error(f"--out {args['out']} is a file; expected a run directory (new or existing).")
     command = " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in
                                                                 (sys.argv[1:] if argv is None else argv)])
+    zoo.import_tensorflow(args.pop("verbose"))
     from zoo import training
 
     return training.run(variant, args, command)

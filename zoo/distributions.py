@@ -13,6 +13,8 @@ tfd = tfp.distributions
 
 MIN_SCALE = 1e-4  # keeps softplus scales away from 0 so log-densities stay finite
 LIKELIHOODS = ("bernoulli", "gaussian")
+NEAR_BINARY = 0.1  # a pixel this close to 0 or 1 is near-binary
+BINARY_SHARE = 0.8  # the share of near-binary pixels from which "auto" picks a Bernoulli likelihood
 PRIORS = ("normal", "mog")
 
 
@@ -95,3 +97,22 @@ class MixturePrior(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim, "components": self.components}
+
+
+def choose_likelihood(x, likelihood="auto"):
+    """The likelihood for images `x` in [0, 1]: `likelihood`, or for "auto" Bernoulli when the pixels
+    are near-binary and Gaussian otherwise.
+
+    Near-binary: at least `BINARY_SHARE` of the pixels lie within `NEAR_BINARY` of 0 or 1 (mnist5k
+    91%, dSprites 100%; scikit-learn's 8x8 digits, with 17 grey levels, 65%). A Bernoulli model
+    scores grey images thresholded at 0.5, which throws away what their grey levels say.
+
+    Returns:
+        `(likelihood, share)`: the name, and the share of near-binary pixels (of at most 1,000
+        images spread over `x`).
+    """
+    sample = np.asarray(x[::max(1, len(x) // 1000)], np.float32)
+    share = float(np.mean(np.minimum(sample, 1 - sample) <= NEAR_BINARY))
+    if likelihood == "auto":
+        likelihood = "bernoulli" if share >= BINARY_SHARE else "gaussian"
+    return likelihood, share

@@ -7,14 +7,18 @@ computed, and every one that does not is listed under `skipped` with the reason,
 What applies:
 - all models: reconstruction MSE;
 - Gaussian latents: KL per latent dimension (N(0, I) prior) and active units;
-- Gaussian latents with a prior and a Bernoulli likelihood: ELBO and the importance-sampled NLL
-  on binarised test images (for mnist5k: the "mnist5k-bin" protocol);
+- Gaussian latents with a prior: ELBO and the importance-sampled NLL under the model's likelihood:
+  Bernoulli on binarised test images (for mnist5k: the "mnist5k-bin" protocol, `*_bin` metrics),
+  Gaussian on the test images as they are (`*_gaussian`, a density, not comparable with those);
 - dSprites runs: MIG and the beta-VAE score against the ground-truth factors;
 - conditional models: conditional accuracy, judged by the cached `zoo.classifier`;
 - VQ-VAEs (models with `num_codes`): perplexity and codebook usage;
 - outlier detection: AUROC of -log p(x) (or of the reconstruction error when there is no
   likelihood to estimate) between test images and out-of-distribution sets.
 """
+
+import contextlib
+import time
 
 import numpy as np
 
@@ -28,6 +32,8 @@ CONDITIONAL_SAMPLES = 100  # per class
 def compute(model, x, y, dataset, settings, *, batch_size=8192, print_fn=print):
     """All metrics of `model` on the test split `(x, y)` of `dataset`; `settings` as in `evaluate_run`.
 
+    Each step prints what it computes and, when done, its time.
+
     Returns:
         `(results, codes)`: a dict of scalar metrics, lists (`kl_per_dim`, ...) and `skipped`
         {metric: reason}; and the continuous latent codes of `x` (posterior means, or the
@@ -40,8 +46,9 @@ def compute(model, x, y, dataset, settings, *, batch_size=8192, print_fn=print):
     out = {"dataset": dataset, "test_images": len(x), "skipped": {}}
     skip = out["skipped"]
 
-    encoded = evaluate.run_batched(fns["encode"], x, labels, batch_size=1024)
-    recon = evaluate.run_batched(fns["reconstruct"], x, labels, batch_size=1024)["mean"]
+    with timed(f"reconstructions ({len(x)} test images)", print_fn):
+        encoded = evaluate.run_batched(fns["encode"], x, labels, batch_size=1024)
+        recon = evaluate.run_batched(fns["reconstruct"], x, labels, batch_size=1024)["mean"]
     out["test_reconstruction_mse"] = float(np.mean((recon - x) ** 2))
     codes = encoded.get("loc", encoded.get("z"))
 
@@ -50,28 +57,33 @@ def compute(model, x, y, dataset, settings, *, batch_size=8192, print_fn=print):
     else:
         skip["kl_per_dim"] = skip["active_units"] = "no Gaussian posterior and prior"
 
-    likelihood_ok = gaussian and bernoulli and settings["k"] > 0
+    likelihood_ok = gaussian and settings["k"] > 0
     if likelihood_ok:
         subset = subset_indices(len(x), settings["max_images"], settings["seed"])
-        print_fn(f"importance sampling: {len(subset)} test images x {settings['k']} samples")
-        lm = evaluate.likelihood_metrics(fns, data.binarize(x[subset]), None if labels is None else labels[subset],
-                                         k=settings["k"], max_decodes=batch_size, seed=settings["seed"])
-        out.update({"test_elbo_bin": lm["elbo"], "test_reconstruction_bin": lm["reconstruction"],
-                    "test_kl_bin": lm["kl"], f"test_nll_bin_k{settings['k']}": lm["nll"], "nll_images": len(subset),
-                    "nll_protocol": "mnist5k-bin" if dataset == "mnist5k" else "test images thresholded at 0.5"})
+        with timed(f"test NLL (k={settings['k']}, {len(subset)} images, {model.likelihood} likelihood)", print_fn):
+            lm = evaluate.likelihood_metrics(fns, scored_images(model, x[subset]),
+                                             None if labels is None else labels[subset], k=settings["k"],
+                                             max_decodes=batch_size, seed=settings["seed"])
+        tag = "bin" if bernoulli else model.likelihood
+        out.update({f"test_elbo_{tag}": lm["elbo"], f"test_reconstruction_{tag}": lm["reconstruction"],
+                    f"test_kl_{tag}": lm["kl"], f"test_nll_{tag}_k{settings['k']}": lm["nll"],
+                    "nll_images": len(subset), "nll_protocol": _protocol(model.likelihood, dataset)})
     else:
-        skip["test_nll"] = skip["test_elbo"] = _why_no_likelihood(gaussian, bernoulli, settings["k"])
+        skip["test_nll"] = skip["test_elbo"] = ("no Gaussian posterior and prior to importance-sample" if not gaussian
+                                                else "k=0 importance samples")
 
     if y.ndim == 2 and dataset == "dsprites" and codes is not None:
-        out["mig"], per_factor = metrics.mutual_info_gap(codes, y)
-        out["mig_per_factor"] = dict(zip(data.DSPRITES_FACTORS, per_factor.round(4).tolist()))
-        out["beta_vae_score"] = metrics.beta_vae_score(codes, y, seed=settings["seed"])
-        out["main_factor"] = main_factors(codes, y)
+        with timed("disentanglement (MIG, beta-VAE score)", print_fn):
+            out["mig"], per_factor = metrics.mutual_info_gap(codes, y)
+            out["mig_per_factor"] = dict(zip(data.DSPRITES_FACTORS, per_factor.round(4).tolist()))
+            out["beta_vae_score"] = metrics.beta_vae_score(codes, y, seed=settings["seed"])
+            out["main_factor"] = main_factors(codes, y)
     else:
         skip["mig"] = skip["beta_vae_score"] = skip["main_factor"] = "not a dsprites run with continuous latents"
 
     if model.num_classes and model.has_prior:
-        out.update(conditional_accuracy(model, dataset, seed=settings["seed"], print_fn=print_fn))
+        with timed(f"conditional accuracy ({CONDITIONAL_SAMPLES} samples per class)", print_fn):
+            out.update(conditional_accuracy(model, dataset, seed=settings["seed"], print_fn=print_fn))
     else:
         skip["conditional_accuracy"] = "not a conditional model"
 
@@ -85,8 +97,23 @@ def compute(model, x, y, dataset, settings, *, batch_size=8192, print_fn=print):
     if model.num_classes and not likelihood_ok:
         skip["ood_auroc"] = "a conditional model needs labels to score images without a likelihood estimate"
     else:
-        out.update(outlier_detection(model, fns, x, dataset, settings, likelihood_ok, bernoulli, batch_size))
+        out.update(outlier_detection(model, fns, x, dataset, settings, likelihood_ok, batch_size, print_fn))
     return out, codes
+
+
+@contextlib.contextmanager
+def timed(what, print_fn=print):
+    """Prints "evaluating: WHAT... " before the block and its time in seconds after it."""
+    print_fn(f"evaluating: {what}...", end=" ", flush=True)
+    start = time.perf_counter()
+    yield
+    print_fn(f"{time.perf_counter() - start:.1f} s", flush=True)
+
+
+def scored_images(model, images):
+    """The images as the likelihood scores them: thresholded at 0.5 for a Bernoulli model
+    (binary pixels), as they are otherwise."""
+    return data.binarize(images) if model.likelihood == "bernoulli" else images
 
 
 def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, print_fn=print):
@@ -105,15 +132,16 @@ def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, 
             "classifier_test_accuracy": info["test_accuracy"]}
 
 
-def outlier_detection(model, fns, x, dataset, settings, likelihood_ok, bernoulli, batch_size):
+def outlier_detection(model, fns, x, dataset, settings, likelihood_ok, batch_size, print_fn=print):
     """AUROC of an outlier score between test images and each out-of-distribution set.
 
     The score is -log p(x), importance-sampled with `ood_k` samples (the label summed out for
     conditional models), when the model has a likelihood to estimate; otherwise the per-image
-    reconstruction MSE. Images are binarised like the test images of a Bernoulli model.
+    reconstruction MSE. Images are prepared like the test images (`scored_images`). Each set has
+    `ood_size` images, and no more than the test split has.
     """
-    prep = data.binarize if bernoulli else (lambda images: images)
-    seed, size = settings["seed"], settings["ood_size"]
+    seed = settings["seed"]
+    inliers = x[subset_indices(len(x), settings["ood_size"], seed)]
     if likelihood_ok:
         name = f"nll_k{settings['ood_k']}"
         score = lambda images: evaluate.marginal_nll(fns, images, model.num_classes, settings["ood_k"], batch_size, seed)
@@ -121,10 +149,13 @@ def outlier_detection(model, fns, x, dataset, settings, likelihood_ok, bernoulli
         name = "reconstruction_mse"
         score = lambda images: np.mean(
             (evaluate.run_batched(fns["reconstruct"], images)["mean"] - images) ** 2, axis=(1, 2, 3))
-    inliers = score(prep(x[subset_indices(len(x), size, seed)]))
-    result = {"ood_score": name}
-    for source, images in ood_sets(x.shape[1:], dataset, size, seed).items():
-        result[f"ood_auroc_{source}"] = metrics.auroc(inliers, score(prep(images)))
+    with timed(f"outlier detection ({name.replace('_k', ' k=')}, {len(inliers)} test images and as many of each "
+               "outlier set)", print_fn):
+        sets = ood_sets(x.shape[1:], dataset, len(inliers), seed)
+        scores = score(scored_images(model, inliers))
+        result = {"ood_score": name}
+        for source, images in sets.items():
+            result[f"ood_auroc_{source}"] = metrics.auroc(scores, score(scored_images(model, images)))
     return result
 
 
@@ -190,12 +221,10 @@ def _latent_usage(model, encoded, skip):
     return out
 
 
-def _why_no_likelihood(gaussian, bernoulli, k):
-    if not gaussian:
-        return "no Gaussian posterior and prior to importance-sample"
-    if not bernoulli:
-        return "the estimator needs a Bernoulli likelihood (binary pixels)"
-    return "k=0 importance samples"
+def _protocol(likelihood, dataset):
+    if likelihood == "bernoulli":
+        return "mnist5k-bin" if dataset == "mnist5k" else "test images thresholded at 0.5"
+    return f"test images as they are, {likelihood} likelihood (a density: not comparable with Bernoulli NLLs)"
 
 
 def subset_indices(total, n, seed):

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from zoo import artifacts, callbacks, data, distribute, evaluate
+from zoo import artifacts, callbacks, data, distribute, distributions, evaluate
 from zoo.cli import BINARIZE
 
 HISTORY = "history.csv"
@@ -152,9 +152,13 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     if not len(x_train):
         raise ValueError(f"A validation split of {validation_split} leaves no training images out of {len(x)}.")
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
+    asked = model_options.pop("likelihood", "auto")
+    likelihood, share = distributions.choose_likelihood(x_train, asked)
+    print_fn(f"likelihood: {likelihood} ({share:.0%} of the training pixels are within {distributions.NEAR_BINARY} "
+             f"of 0 or 1{'' if asked == 'auto' else '; set by --likelihood'})", flush=True)
     model = build_model(variant, strategy, learning_rate=learning_rate, steps=steps, clip_norm=clip_norm,
                         mixed_precision=mixed_precision, input_shape=x.shape[1:], latent_dim=latent_dim,
-                        **model_options)
+                        likelihood=likelihood, **model_options)
 
     if model.likelihood != "bernoulli":
         binarize = "none"
@@ -195,7 +199,8 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
                model.evaluate(pipeline(x_test, y_test), return_dict=True, verbose=0).items()}
     metrics["epochs_trained"] = checkpoint.epoch
     metrics["train_images_per_second"] = float(np.median(progress.throughput))
-    print_fn("test: " + "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()), flush=True)
+    print_fn("test: " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()),
+             flush=True)
 
     saved = distribute.float32_copy(model) if mixed_precision else model
     artifacts.save_model(saved, out)
