@@ -1,6 +1,8 @@
-"""Datasets: `load(name, split)` -> `(x, y)` numpy arrays, and `pipeline(...)` -> tf.data.
+"""Datasets: `load(name, split)` -> `(x, y)` numpy arrays, and `open_split(name, split)` -> a
+streamed `Split`, for datasets larger than memory.
 
-One module per source: `builtin` (mnist5k, digits), `dsprites`, `files` (.npz, IDX), `online`.
+One module per source: `builtin` (mnist5k, digits), `dsprites`, `files` (.npz, IDX), `online`,
+`folders` (a folder of images), `records` (packed TFRecord shards); `split` holds what they share.
 
 x is float32 NHWC in [0, 1]; y holds int class ids, or for dSprites an int array of the
 ground-truth factor indices (`DSPRITES_FACTORS`). Offline datasets need no network:
@@ -22,15 +24,53 @@ Labels are integer arrays: float labels are refused rather than truncated (save 
 integers), and so are negative ones. Class labels are one id per image; a conditional model gets
 `num_classes(y)` classes, which is bounded by `MAX_CLASSES` because the model's one-hot label joins
 the encoder as that many image channels.
+
+Streaming (`open_split`; TensorFlow is imported only when a split streams):
+
+    split = zoo.data.open_split(name, "train", image_size=None, channels=None, fit="crop", seed=0,
+                                skip_bad_files=False, cache=None)
+    split.name, split.split, split.image_shape    # (H, W, C)
+    split.count                                   # without decoding an image
+    split.class_names                             # names of the label ids, or None
+    split.labels                                  # "classes", "factors" or None (unlabelled)
+    split.dataset(shuffle=False, seed=0, shuffle_buffer=10_000, shard=None)
+        # unbatched tf.data.Dataset of (float32 [H, W, C] in [0, 1], int32 label: a class id, -1
+        # when unlabelled, or a vector of factors); batch and prefetch it
+    split.shard(num_workers, index)               # a worker's part (files, images or whole shards)
+    split.arrays(limit=None, seed=0)              # (x, y) numpy of a seeded subset of <= limit images
+    split.holdout(fraction, seed)                 # (rest, held): seeded, by index of image or record
+    split.skipped                                 # [(file, reason)] left out by skip_bad_files
+    with zoo.data.naming_bad_files(split, ...):   # a TensorFlow error while reading -> DatasetError
+        model.fit(split.dataset().batch(32))      #   naming the file, or the shard:record
+
+`name` is one of `names()` or an `.npz`/IDX path (an `ArraySplit` over `load`, converted as it
+streams when `image_size`/`channels` differ), a folder of images (`folders.FolderSplit`: class
+subfolders are labels, `train/`/`test/` the splits, else a seeded 10% `TEST_FRACTION` is the test
+split; default 64x64 RGB), or a folder packed by `python -m zoo.data pack` (`records.RecordSplit`).
+`image_size` (an int or `(H, W)`) resizes: `fit="crop"` keeps the largest centred box of that
+aspect ratio, `fit="pad"` pads with white to it; `channels` 1 or 3 gives grey or RGB, alpha
+composited on white. `cache` ("memory", or a file prefix to which each split appends its own
+suffix) keeps decoded 8-bit images after the first epoch; arrays are in memory already.
+
+Bad files: a file that cannot be decoded stops iteration; `naming_bad_files` turns that error into
+a DatasetError naming the file (found by one decode pass, `split.find_bad_files()`, only then).
+With `skip_bad_files=True` that pass runs when the split opens, and the unreadable files are left
+out and listed in `skipped`, so `count` is what streams. Packed shards are checked against their
+sha256 when a split opens (a changed one is refused, or left out whole with `skip_bad_files`), and
+every record against the index (pixel count, label range) as it streams.
 """
+
+import os
 
 import numpy as np
 
-from zoo.data import builtin, files, online, openmoji
+from zoo.data import builtin, files, folders, online, openmoji, records
 from zoo.data.dsprites import DSPRITES_FACTORS, DSPRITES_SIZES, dsprites
 from zoo.data.errors import DatasetError
 from zoo.data.files import TEST_FRACTION, lacks_test_split, read_idx
 from zoo.data.online import ONLINE
+from zoo.data.records import pack
+from zoo.data.split import FITS, ArraySplit, Split, naming_bad_files, parse_image_size
 from zoo.data.openmoji import ATTRIBUTION as OPENMOJI_ATTRIBUTION, CLASSES as OPENMOJI_CLASSES
 from zoo.data.openmoji import groups as openmoji_groups, pairs as openmoji_pairs
 
@@ -76,15 +116,63 @@ def load(name, split="train", *, size=None, seed=0):
         x, y = openmoji.load(split)
     elif name in ONLINE:
         x, y = online.load(name, split)
+    elif _streamed(name):  # checked as it streams; an unlabelled folder's labels are all -1
+        return open_split(name, split, seed=seed).arrays()
     elif files.is_path(name):
         x, y = files.load(name, split, seed)
     else:
         raise DatasetError(
             f"Unknown dataset '{name}'. Expected one of {', '.join(names())}, "
-            "or a path to a .npz file or a folder of MNIST IDX files."
+            "or a path to a .npz file, a folder of MNIST IDX files, a folder of images or a packed folder."
         )
     validate(x, y, source=name)
     return x, y
+
+
+def _streamed(name):
+    """True when `name` is a folder of images or of packed TFRecords (not of MNIST IDX files)."""
+    if not os.path.isdir(name):
+        return False
+    idx = tuple(stem for stems in files._IDX.values() for stem in stems)
+    return not any(entry.startswith(idx) for entry in os.listdir(name))
+
+
+def open_split(name, split="train", *, image_size=None, channels=None, fit="crop", seed=0, skip_bad_files=False,
+               cache=None):
+    """The `split` of dataset `name` as a streamed `Split` (see the module docstring).
+
+    Args:
+        name: a name from `names()`, an `.npz` file or IDX folder, a folder of images, or a folder
+            packed by `python -m zoo.data pack`.
+        split: "train" or "test".
+        image_size: an int or `(H, W)`: resize to it (default: folders 64x64, others as stored).
+        channels: 1 (grey) or 3 (RGB) (default: folders 3, others as stored).
+        fit: "crop" (centre crop to the aspect ratio of image_size) or "pad" (pad with white).
+        seed: which images a folder (or an `.npz` with only x, y) holds out as its test split.
+        skip_bad_files: find unreadable files (changed shards) when opening, leave them out and
+            list them in `skipped`, instead of stopping when they are read.
+        cache: None, "memory" or a file prefix: keep the decoded images after the first epoch.
+
+    Raises:
+        DatasetError: as `load`; a folder without images; a changed shard; bad options.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"Unknown split '{split}': expected one of {SPLITS}.")
+    options = dict(image_size=image_size, channels=channels, fit=fit, skip_bad_files=skip_bad_files, cache=cache)
+    if _streamed(name):
+        if records.is_packed(name):
+            return records.open_records(name, split, **options)
+        return folders.open_folder(name, split, seed=seed, **options)
+    x, y = load(name, split, seed=seed)
+    class_names = None
+    if name == "openmoji":
+        class_names = list(openmoji.CLASSES)
+    elif y.ndim == 1:  # the classes are the training split's, in both splits
+        train = y if split == "train" else load(name, "train", seed=seed)[1]
+        class_names = [str(c) for c in range(int(train.max()) + 1 if len(train) else 0)]
+    if class_names is not None:
+        validate(x, y, source=f"{name} ({split} split)", num_classes=len(class_names))
+    return ArraySplit(name, split, x, y, class_names, image_size=image_size, channels=channels, fit=fit)
 
 
 def validate(x, y=None, *, source="data", num_classes=None):
@@ -156,5 +244,6 @@ def pipeline(x, y=None, *, batch_size=128, shuffle=False, seed=0, dynamic_binari
 
 __all__ = ["DSPRITES_FACTORS", "DSPRITES_SIZES", "DatasetError", "ONLINE", "OFFLINE", "SPLITS", "TEST_FRACTION",
            "MAX_CLASSES", "binarize", "dsprites", "lacks_test_split", "load", "names", "num_classes", "pipeline",
-           "read_idx", "validate", "OPENMOJI_ATTRIBUTION", "OPENMOJI_CLASSES", "openmoji_groups",
+           "read_idx", "validate", "FITS", "ArraySplit", "Split", "naming_bad_files", "open_split", "pack",
+           "parse_image_size", "OPENMOJI_ATTRIBUTION", "OPENMOJI_CLASSES", "openmoji_groups",
            "openmoji_pairs"]

@@ -84,7 +84,7 @@ def open_folder(path, split, *, image_size=None, channels=None, fit="crop", seed
     part = FolderSplit(path, split, files, labels, class_names, size, channels, fit, cache)
     if test is None:
         rest, held = holdout_indices(len(files), TEST_FRACTION, seed)
-        if not len(held):
+        if split == "test" and not len(held):
             raise DatasetError(f"{path}: {len(files)} images are too few to hold out {TEST_FRACTION:.0%} as the test "
                                "split; add images, or a test/ folder beside a train/ folder.")
         part = part._take(np.sort(held if split == "test" else rest))
@@ -102,7 +102,8 @@ def _decode(path):
     """The image file at `path`: float32 [h, w, c] in [0, 1], c of 1 to 4 as stored."""
     import tensorflow as tf
 
-    return tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.float32, expand_animations=False)
+    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)  # uint8 (16-bit PNGs too)
+    return tf.image.convert_image_dtype(image, tf.float32)
 
 
 class FolderSplit(Split):

@@ -180,8 +180,22 @@ class RecordSplit(Split):
         return digest.hexdigest()
 
     def find_bad_files(self):
-        """The shards that changed since the split was opened (their size or sha256)."""
-        return check_shards(self.name, self.shards)
+        """The shards that changed since the split was opened (size or sha256), or whose record
+        count differs from the index's."""
+        import tensorflow as tf
+
+        bad = check_shards(self.name, self.shards)
+        for shard in self.shards:
+            path = os.path.join(self.name, shard["file"])
+            if path not in dict(bad):
+                try:
+                    found = int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+                except tf.errors.OpError as err:
+                    bad.append((path, f"unreadable ({err.message.splitlines()[0]})"))
+                    continue
+                if found != shard["records"]:
+                    bad.append((path, f"holds {found} records, but index.json says {shard['records']}"))
+        return bad
 
     def _pixels(self, seed):
         import tensorflow as tf

@@ -74,7 +74,9 @@ def fit_image(image, size, channels, fit):
         return tf.image.rgb_to_grayscale(pixels) if channels == 1 else tf.concat([pixels] * 3, axis=-1)
 
     branches = [lambda: colour(1, False), lambda: colour(1, True), lambda: colour(3, False), lambda: colour(3, True)]
-    image = tf.ensure_shape(tf.switch_case(tf.shape(image)[-1] - 1, branches), [None, None, channels])
+    known = image.shape[-1]  # arrays' channels are known when traced; a decoded file's are not
+    image = branches[known - 1]() if known else tf.switch_case(tf.shape(image)[-1] - 1, branches)
+    image = tf.ensure_shape(image, [None, None, channels])
     (height, width), (h, w) = size, tf.unstack(tf.shape(image)[:2])
     # The height that width w needs for the target aspect ratio, and the width that height h needs.
     need_h = tf.maximum(1, tf.cast(tf.round(tf.cast(w, tf.float32) * height / width), tf.int32))
@@ -85,9 +87,7 @@ def fit_image(image, size, channels, fit):
     else:
         box_h, box_w = tf.maximum(h, need_h), tf.maximum(w, need_w)
         image = 1.0 - tf.image.pad_to_bounding_box(1.0 - image, (box_h - h) // 2, (box_w - w) // 2, box_h, box_w)
-    same = tf.logical_and(tf.equal(box_h, height), tf.equal(box_w, width))
-    image = tf.cond(same, lambda: tf.reshape(image, [height, width, channels]),
-                    lambda: tf.image.resize(image, (height, width), antialias=True))
+    image = tf.image.resize(image, (height, width), antialias=True)  # the identity at the same size
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
@@ -191,8 +191,8 @@ class Split:
             ds = ds.cache(f"{part.cache}.{part.split}-{part._cache_key()[:16]}")
         if shuffle and not full:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda x, y: (tf.image.convert_image_dtype(x, tf.float32), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        if ds.element_spec[0].dtype == tf.uint8:  # divided as numpy divides: the pixels `load` gives
+            ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
         if shard is not None:
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
