@@ -100,7 +100,9 @@ class Checkpoint(keras.callbacks.Callback):
     during the write leaves a checkpoint that cannot be read, and after a restore it does not
     restore its epoch counter, so its step checkpoints record epoch 0. Here every file is written
     under a new name, then `state.json` (renamed into place, atomically) names the files of the
-    current state; files it does not name are leftovers and are deleted.
+    current state; files it does not name are leftovers and are deleted. The variables go to `.npz`
+    files, not `save_weights`' HDF5: on a full disk h5py's half-written file could not be closed
+    and crashed the interpreter at exit, where numpy's write fails with a plain OSError.
 
     Args:
         directory: the folder to write (`OUT/checkpoints`; a temporary one on non-chief workers).
@@ -142,10 +144,15 @@ class Checkpoint(keras.callbacks.Callback):
                            "to start over.")
         with model.distribute_strategy.scope():
             model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
-            model.load_weights(os.path.join(source, state["weights"]))
+            variables = _state_variables(model)
+            values = _load_arrays(os.path.join(source, state["weights"]))
+            if len(values) != len(variables):
+                raise RunError(f"{source} holds {len(values)} arrays for a model with {len(variables)} variables; "
+                               f"delete {source} to start the run over.")
+            for variable, value in zip(variables, values):
+                variable.assign(value)
         if self.early_stopping is not None and state.get("best_weights"):
-            with np.load(os.path.join(source, state["best_weights"])) as f:
-                best = [f[f"arr_{i}"] for i in range(len(f.files))]
+            best = _load_arrays(os.path.join(source, state["best_weights"]))
             self.early_stopping.set_state(state["early_stopping"], best)
             self.best_file = state["best_weights"] if source == self.directory else None
         if self.progress is not None:
@@ -181,8 +188,9 @@ class Checkpoint(keras.callbacks.Callback):
             return
         os.makedirs(self.directory, exist_ok=True)
         state = {"epoch": self.epoch, "step": self.step, "stopped": bool(self.model.stop_training),
-                 "fingerprint": self.fingerprint, "weights": f"state-{self.epoch:04d}-{self.step:06d}.weights.h5"}
-        atomic_write(os.path.join(self.directory, state["weights"]), self.model.save_weights)
+                 "fingerprint": self.fingerprint, "weights": f"state-{self.epoch:04d}-{self.step:06d}.npz"}
+        arrays = [keras.ops.convert_to_numpy(v) for v in _state_variables(self.model)]
+        atomic_write(os.path.join(self.directory, state["weights"]), lambda tmp: np.savez(tmp, *arrays))
         stopping = self.early_stopping
         if stopping is not None and stopping.best_weights is not None:
             state["early_stopping"] = stopping.get_state()
@@ -198,6 +206,16 @@ class Checkpoint(keras.callbacks.Callback):
             if name not in (STATE, state["weights"], state.get("best_weights")):
                 os.remove(os.path.join(self.directory, name))
         self.saved = (self.epoch, self.step)
+
+
+def _state_variables(model):
+    """What a checkpoint holds, in a fixed order: the model's variables, then the optimizer's."""
+    return [*model.weights, *model.optimizer.variables]
+
+
+def _load_arrays(path):
+    with np.load(path) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
 def read_state(directory):
