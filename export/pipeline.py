@@ -1,9 +1,11 @@
 """Export a finished run's decoder: convert, check parity, keep what passes, record it.
 
-Each file is written to a hidden staging folder inside the run (`.export/`, which the manifest's
-inventory skips) and moved into place only after it passes parity, so a file over its tolerance,
-or a half-written one, is never left under its final name. A failing format also removes the file
-an earlier export left under that name, since it no longer matches the report.
+The export works on a copy of the run (`zoo.artifacts.update_run`: every artifact verified first,
+the run locked, the copy swapped in whole when the manifest is written), so a kill or an error
+leaves the run as it was. Inside the copy each file is written to a hidden staging folder
+(`.export/`) and moved into place only after it passes parity, so a file over its tolerance is
+never kept under its final name. A failing format also removes the file an earlier export left
+under that name, since it no longer matches the report.
 """
 
 import os
@@ -36,8 +38,8 @@ def export_run(run_dir, formats=tuple(FORMATS), print_fn=print):
     """Exports the decoder of the finished run `run_dir` in `formats` and records the result.
 
     Args:
-        run_dir: a finished run directory (its `model.keras` and `saved_model/` are verified
-            against the manifest's checksums first).
+        run_dir: a finished run directory (every artifact is verified against the manifest's
+            checksums first).
         formats: names from `FORMATS` (or one comma-separated string).
         print_fn: where progress lines go.
 
@@ -46,7 +48,8 @@ def export_run(run_dir, formats=tuple(FORMATS), print_fn=print):
         size when kept, and the parity report (`export.parity.check`).
 
     Raises:
-        zoo.artifacts.RunError: not a finished run, or a checksum mismatch.
+        zoo.artifacts.RunError: not a finished run, a missing or changed artifact (named), or a
+            run that another process is writing.
         UnknownFormat: an unknown format (a ValueError).
 
     Example:
@@ -54,27 +57,19 @@ def export_run(run_dir, formats=tuple(FORMATS), print_fn=print):
         assert all(entry["passed"] for entry in report.values())
     """
     formats = parse_formats(formats)
-    manifest = artifacts.read_manifest(run_dir)
-    model = artifacts.load_model(run_dir)
-    for relpath in manifest["artifacts"]:
-        if relpath.startswith(artifacts.SAVED_MODEL_DIR + "/"):
-            artifacts.verify(run_dir, relpath)
-    reference = parity.reference_decoder(os.path.join(run_dir, artifacts.SAVED_MODEL_DIR))
-    decoder = serving_decoder(model)
-    facts = decoder_facts(model, manifest, decoder)
-
-    staging = os.path.join(run_dir, STAGING)
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    report = {}
-    try:
+    with artifacts.update_run(run_dir) as (run, manifest):  # verified, locked; swapped in whole at the end
+        model = artifacts.load_model(os.path.join(run, artifacts.MODEL_FILE))
+        reference = parity.reference_decoder(os.path.join(run, artifacts.SAVED_MODEL_DIR))
+        decoder = serving_decoder(model)
+        facts = decoder_facts(model, manifest, decoder)
+        staging = os.path.join(run, STAGING)
+        os.makedirs(staging)
+        report = {}
         for name in formats:
-            report[name] = _export_one(FORMATS[name], decoder, facts, reference, staging, run_dir)
+            report[name] = _export_one(FORMATS[name], decoder, facts, reference, staging, run)
             print_fn(_summary(name, report[name]), flush=True)
-    finally:  # files already moved into the run are recorded even if a later conversion raised
-        shutil.rmtree(staging, ignore_errors=True)
-        if report:
-            artifacts.update_manifest(run_dir, export=report)
+        shutil.rmtree(staging)
+        artifacts.merge(manifest, export=report)
     return report
 
 

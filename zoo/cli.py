@@ -76,6 +76,8 @@ def build_parser(variant, description, defaults=None, extra_options=()):
                         help="seed of the weights, the validation split, the shuffling and the evaluation")
     parser.add_argument("--out", default=os.path.join("runs", variant),
                         help="run directory to write; rerunning the same command resumes an unfinished run there")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished run at --out; it stays whole until the new run finishes")
     parser.add_argument("--validation-split", type=FRACTION, default=0.1,
                         help="fraction of the training images held out; the best weights on them are kept")
     parser.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience in epochs")

@@ -181,7 +181,7 @@ def run_batched(fn, x, labels=None, batch_size=1024):
 def evaluate_run(run_dir, k=K, print_fn=print, *, batch_size=8192, max_images=MAX_IMAGES, ood_k=OOD_K,
                  ood_size=OOD_SIZE, pictures=True, seed=0):
     """Scores a finished run: writes `metrics.json` and `pictures/*.png` into it, records them in the
-    manifest and prints a table.
+    manifest and prints a table. The run is changed all or nothing (`artifacts.update_run`).
 
     Args:
         run_dir: a finished run directory.
@@ -195,24 +195,47 @@ def evaluate_run(run_dir, k=K, print_fn=print, *, batch_size=8192, max_images=MA
         The metrics, as written to `metrics.json`.
 
     Raises:
-        RunError: `run_dir` is not a finished run.
+        RunError: `run_dir` is not a finished run, an artifact is missing or changed, or another
+            process is writing it.
         ValueError: a setting out of range.
     """
-    from zoo import artifacts, report, viz  # here, not at the top: TensorFlow and matplotlib load only for a run
-    from zoo.training import HISTORY
+    from zoo import artifacts
 
+    settings = evaluation_settings(k, max_images, ood_k, ood_size, seed)
+    with artifacts.update_run(run_dir) as (run, manifest):
+        results, sections = write_evaluation(run, None, manifest, settings, pictures=pictures,
+                                             batch_size=batch_size, print_fn=print_fn)
+        artifacts.merge(manifest, **sections)
+    return results
+
+
+def evaluation_settings(k=K, max_images=MAX_IMAGES, ood_k=OOD_K, ood_size=OOD_SIZE, seed=0):
+    """The settings of an evaluation (see `evaluate_run`), checked."""
     settings = {"k": k, "max_images": max_images, "ood_k": min(ood_k, k) if k else 0, "ood_size": ood_size,
                 "seed": seed}
     for name, value in settings.items():
         if value < (0 if name in ("k", "ood_k", "seed") else 1):
             raise ValueError(f"Expected `{name}` >= {0 if name in ('k', 'ood_k', 'seed') else 1}, "
                              f"received {name}={value}.")
-    manifest = artifacts.read_manifest(run_dir)
+    return settings
+
+
+def write_evaluation(run_dir, model, manifest, settings, *, pictures=True, batch_size=8192, print_fn=print):
+    """Scores `model` (None: the run's `model.keras`) on the test split of the run described by
+    `manifest` (its dataset name, seed and variant), writes `metrics.json` and `pictures/` into
+    `run_dir` and prints a table.
+
+    Returns:
+        `(results, sections)`: the metrics, and the manifest sections that record them.
+    """
+    from zoo import artifacts, report, viz  # here, not at the top: TensorFlow and matplotlib load only for a run
+    from zoo.training import HISTORY
+
     dataset = manifest.get("dataset", {}).get("name")
     if not dataset:
         raise artifacts.RunError(f"{run_dir}: the manifest names no dataset (expected dataset.name), so there is "
                                  "no test split to score.")
-    model = zoo.load_model(run_dir)
+    model = model or zoo.load_model(os.path.join(run_dir, artifacts.MODEL_FILE))
     x, y = data.load(dataset, "test", seed=manifest.get("training", {}).get("seed", 0))
     results, means = report.compute(model, x, y, dataset, settings, batch_size=batch_size, print_fn=print_fn)
 
@@ -223,16 +246,14 @@ def evaluate_run(run_dir, k=K, print_fn=print, *, batch_size=8192, max_images=MA
                                  main_factor=results.get("main_factor"),
                                  code_counts=results.get("code_counts"), history=os.path.join(run_dir, HISTORY),
                                  name=f"{manifest.get('variant', model.name)} on {os.path.basename(dataset)}",
-                                 seed=seed)
+                                 seed=settings["seed"])
     results["pictures"] = [f"{PICTURES_DIR}/{p}" for p in drawn]
 
     artifacts.write_json_atomic(os.path.join(run_dir, METRICS_FILE), results)
-    scalars = {key: v for key, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    artifacts.update_manifest(run_dir, metrics=scalars, evaluation={
-        "metrics_file": METRICS_FILE, "pictures": results["pictures"], "settings": settings,
-        "skipped": results["skipped"]})
     print_fn(report.table(results))
-    return results
+    scalars = {key: v for key, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return results, {"metrics": scalars, "evaluation": {"metrics_file": METRICS_FILE, "pictures": results["pictures"],
+                                                        "settings": settings, "skipped": results["skipped"]}}
 
 
 def build_parser():

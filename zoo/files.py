@@ -2,9 +2,16 @@
 
 `zoo.artifacts` (run directories) and `zoo.pretrained` (bundled models, which apps load with
 numpy and onnxruntime alone) share them, so both check and write files the same way.
+
+Writers never leave half a file under its final name: a file or folder is written under a hidden
+temporary name (`.tmp*`, `.NAME.*`) and renamed into place; `remove_leftovers` deletes what a
+killed writer left behind. Whole folders are replaced with `exchange`, one atomic rename.
 """
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -71,3 +78,63 @@ def write_json_atomic(path, data):
             os.fsync(f.fileno())
 
     atomic_write(path, write)
+
+
+class Locked(RuntimeError):
+    """Another process holds the lock; `pid` is its process id (None when unknown)."""
+
+    def __init__(self, path, pid):
+        super().__init__(f"{path} is locked by process {pid if pid else 'unknown'}")
+        self.path, self.pid = path, pid
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """Holds an exclusive `flock` on `path` (created if missing, holding the holder's PID) for the
+    block; raises `Locked` at once when another process holds it. The kernel releases the lock
+    when its process exits, however it exits, so a killed holder never leaves a stale lock."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise Locked(path, int(text) if text.isdigit() else None) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (unlinking a lock file races with the next taker)
+
+
+def exchange(a, b):
+    """Swaps the paths `a` and `b` (two folders on one file system) in one atomic step, with Linux's
+    renameat2(RENAME_EXCHANGE): every reader sees one of them whole under each name, even if the
+    process dies. Where the kernel or file system lacks it, falls back to three renames, which
+    leave `a` briefly missing (`a` is then under `b + ".swap"`)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), a)
+    swap = b + ".swap"
+    os.replace(a, swap)
+    os.replace(b, a)
+    os.replace(swap, b)
+
+
+def remove_leftovers(folder):
+    """Deletes what killed atomic writers left in `folder`: hidden `.tmp*` files and hidden staging
+    folders (names starting with '.'). Call it only while no writer is at work there."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith("."):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)

@@ -5,15 +5,19 @@
 tf.distribute strategy, resumes from `OUT/checkpoints` when a run of the same command was cut
 short, fits with Keras (`fit` runs the model's own `train_step`), restores the best validation
 weights, scores the test split and writes the run directory of the design: `model.keras`,
-`saved_model/`, `history.csv` (one row per epoch), TensorBoard `logs/` and, last,
-`manifest.json`. The checkpoints are deleted once the manifest is written: a finished run has
-nothing to resume.
+`saved_model/`, `history.csv` (one row per epoch), TensorBoard `logs/`, `metrics.json`,
+`pictures/` and, last, once the checkpoints are deleted, `manifest.json`: a finished run has
+nothing to resume, and a run killed before its manifest is unfinished, whatever else it holds.
 
-`run()` turns failures into exit codes: 0 a finished run, 1 training diverged (NaN or Inf loss),
-2 bad arguments or files (one line on stderr, no traceback), 130 interrupted by Ctrl-C with the
-state saved (rerun the same command to resume).
+`run()` holds the run's lock, refuses to train over a finished run unless asked to (and then
+keeps the old one whole until the new one is finished), and turns failures into exit codes: 0 a
+finished run, 1 training diverged (NaN or Inf loss), 2 bad arguments or files, a full disk or a
+run in use (one line on stderr, no traceback), 130 interrupted by Ctrl-C with the state saved
+(rerun the same command to resume).
 """
 
+import contextlib
+import errno
 import os
 import shutil
 import sys
@@ -145,7 +149,7 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
                          f"expected at least {replicas}.")
     keras.utils.set_random_seed(seed)
     cls = zoo.get_class(variant)
-    (x, y), (x_test, y_test), num_classes = load_data(cls, dataset, seed)
+    (x, y), (x_test, y_test), num_classes = load_data(cls, dataset, seed, print_fn)
     if num_classes:
         model_options["num_classes"] = num_classes
     (x_train, y_train), (x_val, y_val) = split_validation(x, y, validation_split, seed)
@@ -204,8 +208,8 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
 
     saved = distribute.float32_copy(model) if mixed_precision else model
     artifacts.save_model(saved, out)
-    manifest = artifacts.write_manifest(
-        out, variant=variant, config=saved.get_config(), metrics=metrics,
+    fields = dict(
+        variant=variant, config=saved.get_config(), metrics=metrics,
         dataset={"name": dataset, "train": len(x_train), "validation": len(x_val), "test": len(x_test),
                  "binarize": binarize},
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -214,27 +218,51 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
                   "mixed_precision": mixed_precision, "clip_norm": clip_norm,
                   "resumed_at_epoch": done if state else None, "command": command})
     if distribute.is_chief(strategy):  # the other workers' runs are temporary
-        evaluate.evaluate_run(out, k=nll_samples, print_fn=print_fn)
-        manifest = artifacts.read_manifest(out)
-    shutil.rmtree(checkpoint.directory, ignore_errors=True)  # a finished run has nothing to resume
+        _, sections = evaluate.write_evaluation(out, saved, fields, evaluate.evaluation_settings(nll_samples),
+                                                print_fn=print_fn)
+        artifacts.merge(fields, **sections)
+    # Last: the manifest marks the run finished. The checkpoints go just before it: a kill between
+    # the two leaves an unfinished run that trains again, never a finished one with state to resume.
+    shutil.rmtree(checkpoint.directory, ignore_errors=True)
+    manifest = artifacts.write_manifest(out, **fields)
     return manifest
 
 
 def run(variant, args, command=None):
-    """Trains `variant` with the parsed recipe flags `args` (a dict, see `zoo.cli`). Returns the
-    process exit code (see the module)."""
+    """Trains `variant` with the parsed recipe flags `args` (a dict, see `zoo.cli`) into
+    `args["out"]`, holding the run's lock. Returns the process exit code (see the module).
+
+    A finished `out` is refused unless `args["overwrite"]`; then the new run trains beside it, in
+    `.NAME.overwrite` (where a rerun of the same command resumes it), and replaces it in one atomic
+    rename once finished: until then the old run stays whole and loadable.
+    """
     args = dict(args)
-    out = args["out"]
-    resume = f"rerun the same command to resume ({os.path.join(out, CHECKPOINTS)} holds the state)"
+    out, overwrite = args["out"], args.pop("overwrite", False)
+    resume = "rerun the same command to resume"
     try:
         strategy = distribute.make_strategy(args.pop("strategy"), args.pop("cpu_devices"))
         if args["mixed_precision"] and not tf.config.list_physical_devices("GPU"):
             print("note: --mixed-precision without a GPU computes float16 on the CPU, which is slow.", file=sys.stderr)
-        with distribute.run_directory(out, strategy) as run_dir:
-            manifest = train(variant, command=command, strategy=strategy,
-                             resume_from=os.path.join(out, CHECKPOINTS), **{**args, "out": run_dir})
+        chief = distribute.is_chief(strategy)
+        with artifacts.locked(out) if chief else contextlib.nullcontext():
+            target = artifacts.sibling(out, "overwrite") if overwrite and os.path.exists(out) else out
+            if target == out and artifacts.is_finished(out):
+                raise artifacts.RunError(
+                    f"{out} holds a finished run. To replace it, rerun with --overwrite (the old run stays as it is "
+                    "until the new one finishes); to keep it, choose another --out.")
+            if target != out and artifacts.is_finished(target):  # killed just before the swap
+                if artifacts.read_manifest(target).get("training", {}).get("command") != command:
+                    shutil.rmtree(target)  # another command's replacement: not what was asked for now
+            resume = f"rerun the same command to resume ({os.path.join(target, CHECKPOINTS)} holds the state)"
+            if not artifacts.is_finished(target):
+                with distribute.run_directory(target, strategy) as run_dir:
+                    train(variant, command=command, strategy=strategy,
+                          resume_from=os.path.join(target, CHECKPOINTS), **{**args, "out": run_dir})
+            if chief and target != out:
+                artifacts.replace_run(target, out)
+            manifest = artifacts.read_manifest(out) if chief else None
     except (data.DatasetError, artifacts.RunError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {describe_error(err)}", file=sys.stderr)
         return 2
     except callbacks.Diverged as err:
         print(f"error: {err}", file=sys.stderr)
@@ -242,8 +270,17 @@ def run(variant, args, command=None):
     except KeyboardInterrupt as err:  # callbacks.Interrupted says where the state is; a bare one does not
         print(str(err) or f"interrupted: {resume}.", file=sys.stderr)
         return 130
-    if distribute.is_chief(strategy):
+    if chief:
         print(f"wrote {out} ({len(manifest['artifacts'])} artifacts)")
     else:
         print("worker done: the chief writes the run")
     return 0
+
+
+def describe_error(err):
+    """One line for an error that stops a run; a full disk says what to do."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {err.filename}" if err.filename else ""
+        return (f"no space left on the device{where}. Free some space and rerun the same command: it resumes from "
+                "the last checkpoint, which is intact.")
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
