@@ -61,7 +61,8 @@ def fit_image(image, size, channels, fit):
     Alpha (the 2nd channel of grey, the 4th of RGB) is composited on white; grey becomes RGB by
     repeating it, RGB becomes grey by its luma (ITU-R 601). With `fit="crop"` the largest centred
     box of the aspect ratio of `size` is kept; with `fit="pad"` white borders extend the image to
-    that aspect ratio. Then it is resized (bilinear, antialiased) to `size`.
+    that aspect ratio. Then it is resized to `size`: shrunk by area averaging, else bilinear
+    (antialiased).
     """
     import tensorflow as tf
 
@@ -87,8 +88,12 @@ def fit_image(image, size, channels, fit):
     else:
         box_h, box_w = tf.maximum(h, need_h), tf.maximum(w, need_w)
         image = 1.0 - tf.image.pad_to_bounding_box(1.0 - image, (box_h - h) // 2, (box_w - w) // 2, box_h, box_w)
-    image = tf.image.resize(image, (height, width), antialias=True)  # the identity at the same size
-    return tf.clip_by_value(image, 0.0, 1.0)
+    box, size = tf.stack([box_h, box_w]), tf.constant([height, width])
+    image = tf.cond(tf.reduce_all(box == size), lambda: image, lambda: tf.cond(
+        tf.reduce_all(box >= size),  # shrinking: each pixel the mean of its area; else bilinear, antialiased
+        lambda: tf.image.resize(image, (height, width), method="area"),
+        lambda: tf.image.resize(image, (height, width), antialias=True)))
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [height, width, channels])
 
 
 def to_uint8(image):
