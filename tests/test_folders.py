@@ -169,6 +169,9 @@ def test_a_corrupt_file_stops_reading_with_its_name(with_corrupt):
     with pytest.raises(data.DatasetError, match=bad):
         split.arrays()
     assert [file for file, _ in split.find_bad_files()] == [bad]
+    with pytest.raises(tf.errors.InvalidArgumentError):  # an error no file explains is raised as it was
+        with data.naming_bad_files(data.open_split(folder, "test", image_size=4)):
+            tf.debugging.assert_equal(1, 2)
 
 
 def test_skip_bad_files_counts_and_names_them(with_corrupt):
@@ -229,6 +232,7 @@ def test_named_datasets_stream_as_arrays():
 @pytest.mark.parametrize("options, message", [
     ({"channels": 2}, "channels 1 \\(grey\\) or 3"), ({"fit": "stretch"}, "fit"), ({"image_size": 0}, "image_size"),
     ({"image_size": (4, 4, 3)}, "image_size"), ({"cache": 1}, "cache"),
+    ({"cache": "/no/such/folder/cache"}, "cache /no/such/folder/cache: its folder does not exist"),
 ])
 def test_bad_options_are_refused(classes, options, message):
     with pytest.raises(data.DatasetError, match=message):

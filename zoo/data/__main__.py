@@ -55,11 +55,14 @@ class Progress:
     """A progress line on stderr: rewritten in place on a terminal, else a line every 10 s."""
 
     def __init__(self, stream=sys.stderr):
-        self.stream, self.start, self.last = stream, time.monotonic(), 0.0
+        self.stream, self.start, self.last = stream, time.monotonic(), time.monotonic()
         self.tty = stream.isatty()
 
     def __call__(self, split, done, total):
         now = time.monotonic()
+        if done == 0:  # a split starts: its rate counts from here
+            self.start = self.last = now
+            return
         if done < total and now - self.last < (0.5 if self.tty else 10.0):
             return
         self.last = now
@@ -67,8 +70,6 @@ class Progress:
         line = f"packing {split}: {done:,} / {total:,} images ({rate:,.0f} images/s)"
         self.stream.write(f"\r{line}\033[K" + ("\n" if done == total else "") if self.tty else line + "\n")
         self.stream.flush()
-        if done == total:
-            self.start = time.monotonic()
 
 
 def main(argv=None):
@@ -87,7 +88,7 @@ def main(argv=None):
         for file, reason in entry["skipped"]:
             print(f"skipped {file}: {reason}")
     shape = "x".join(map(str, index["image_shape"]))
-    counts = ", ".join(f"{split} {e['count']:,} images in {len(e['shards'])} shards"
+    counts = ", ".join(f"{split} {_n(e['count'], 'image')} in {_n(len(e['shards']), 'shard')}"
                        for split, e in index["splits"].items())
     classes = f"; classes {', '.join(index['class_names'])}" if index["class_names"] else ""
     print(f"packed {args.src} into {args.out}: {counts}, {shape} pixels{classes}")
@@ -102,9 +103,13 @@ def _verify(folder):
         return 2
     index = data.records.read_index(folder)
     shards = sum(len(e["shards"]) for e in index["splits"].values())
-    counts = ", ".join(f"{split} {e['count']:,} images" for split, e in index["splits"].items())
-    print(f"{folder}: ok, {shards} shards match their size and sha256 ({counts})")
+    counts = ", ".join(f"{split} {_n(e['count'], 'image')}" for split, e in index["splits"].items())
+    print(f"{folder}: ok, {_n(shards, 'shard')} match their size and sha256 ({counts})")
     return 0
+
+
+def _n(count, noun):
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 if __name__ == "__main__":

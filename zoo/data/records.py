@@ -149,6 +149,7 @@ class RecordSplit(Split):
         super().__init__(name, split, shape, index["class_names"], index["labels"], cache=cache, skipped=skipped)
         self.index, self.shards, self.mask, self.fit = index, shards, mask, fit
         self.stored = tuple(index["image_shape"])
+        self._count = len(self._ids())
 
     def _ids(self):
         """The split-wide record index of each image of this part, in reading order."""
@@ -158,7 +159,7 @@ class RecordSplit(Split):
 
     @property
     def count(self):
-        return len(self._ids())
+        return self._count
 
     def _take(self, indices):
         mask = np.zeros(self.index["splits"][self.split]["count"], bool)
@@ -309,6 +310,8 @@ def _write_split(part, folder, split, shards, seed, progress):
     examples = (_example(image, label) for x, y in batches
                 for image, label in zip(np.round(x * 255).astype(np.uint8), y))
     entries, done = [], 0
+    if progress:
+        progress(split, 0, n)
     for j in range(k):
         file = f"{split}-{j:05d}-of-{k:05d}.tfrecord"
         path = os.path.join(folder, file)

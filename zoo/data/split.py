@@ -9,6 +9,7 @@ imported when a split streams, not when it is opened.
 
 import contextlib
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -118,6 +119,8 @@ class Split:
     def __init__(self, name, split, image_shape, class_names, labels, *, cache=None, skipped=()):
         if cache is not None and not isinstance(cache, str):
             raise DatasetError(f"expected cache to be None, 'memory' or a file path, received {cache!r}")
+        if cache and cache != "memory" and not os.path.isdir(os.path.dirname(os.path.abspath(cache))):
+            raise DatasetError(f"cache {cache}: its folder does not exist; create it, or cache in 'memory'.")
         self.name, self.split, self.image_shape = name, split, tuple(int(s) for s in image_shape)
         self.class_names, self.labels, self.cache, self.skipped = class_names, labels, cache, list(skipped)
 
@@ -215,7 +218,7 @@ class Split:
         x = np.empty((n, *self.image_shape), np.float32)
         y = None
         done = 0
-        with naming_bad_files(self):
+        with naming_bad_files(part):
             for images, labels in part.dataset().batch(_BATCH).as_numpy_iterator():
                 if y is None:
                     y = np.empty((n, *labels.shape[1:]), np.int64)
@@ -293,7 +296,8 @@ def naming_bad_files(*splits):
 
     try:
         yield
-    except tf.errors.OpError as err:
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
+            tf.errors.FailedPreconditionError) as err:  # what decoders, readers and checks raise
         found = _ASSERTED.search(err.message or "")
         if found:
             raise DatasetError(found.group(1).replace('\\"', '"')) from None
