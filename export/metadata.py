@@ -7,6 +7,8 @@ JSON-encoded string.
     variant       registered model name, e.g. "cvae"
     latent_dim    size of z
     num_classes   classes of a conditional decoder, or null
+    class_names   a conditional decoder's class names, id order (["cat", "dog"]: label 1 is "dog"),
+                  from the run manifest's dataset.class_names; null when unconditional or unnamed
     num_codes     codebook size of a decoder that takes `codes` (VQ-VAE), else absent
     output_shape  [H, W, C] of one image
     inputs        [{"name", "dtype", "shape"}], latent first, shape without the batch axis
@@ -23,6 +25,7 @@ import tensorflow_probability as tfp
 
 import zoo
 from export.serving import input_specs
+from zoo.artifacts import RunError
 
 tfd = tfp.distributions
 
@@ -34,6 +37,7 @@ def decoder_facts(model, manifest, decoder):
         "variant": manifest["variant"],
         "latent_dim": int(model.latent_dim),
         "num_classes": int(model.num_classes) if model.num_classes else None,
+        "class_names": class_names(model, manifest),
         "output_shape": [int(s) for s in model.image_shape],
         "inputs": specs,
         "outputs": sorted(decoder.output.keys()),
@@ -43,6 +47,18 @@ def decoder_facts(model, manifest, decoder):
     if "num_codes" in manifest.get("config", {}):
         facts["num_codes"] = int(manifest["config"]["num_codes"])
     return facts
+
+
+def class_names(model, manifest):
+    """The names of a conditional model's classes from its manifest, or None (unconditional, or a
+    dataset without names; old manifests have no `class_names`)."""
+    names = manifest.get("dataset", {}).get("class_names")
+    if not model.num_classes or names is None:
+        return None
+    if not isinstance(names, list) or len(names) != model.num_classes or not all(isinstance(n, str) for n in names):
+        raise RunError(f"The manifest's dataset.class_names {names!r} is not a list of {model.num_classes} names, one "
+                       "per class of the model: retrain the run, or remove the key to export with class ids only.")
+    return names
 
 
 def prior_facts(model, latent):

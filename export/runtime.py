@@ -13,6 +13,7 @@ Example:
     decoder = load_decoder("runs/cvae/decoder.onnx")       # CUDA first when present, else CPU
     sevens = decoder.generate(16, labels=7, seed=0)         # [16, 28, 28, 1] in [0, 1]
     same = decoder.decode(z, labels=[7] * len(z))           # z: float [B, latent_dim]
+    cats = decoder.generate(8, labels=decoder.class_names.index("cat"))  # a run whose classes are named
 """
 
 import importlib
@@ -64,6 +65,9 @@ class Decoder:
 
     Attributes:
         latent_dim, num_classes (None unless conditional), output_shape `(H, W, C)`, variant.
+        class_names: the name of each class id (`class_names[3]` is what label 3 means), or None
+            (unconditional, a dataset without names, or a file exported before names were
+            recorded). Labels are always ids: `class_names.index("cat")` gives the id of "cat".
         facts: everything the export recorded (see `export.metadata`).
         providers: the ONNX Runtime providers in use (None for TFLite).
         batch_size: the most images one runtime call decodes (`CHUNK_VALUES` output values);
@@ -74,6 +78,7 @@ class Decoder:
         self._run, self.facts, self.path, self.providers = run, facts, path, providers
         self.variant, self.latent_dim, self.num_classes = facts["variant"], facts["latent_dim"], facts["num_classes"]
         self.output_shape = tuple(facts["output_shape"])
+        self.class_names = facts.get("class_names")
         self._latent, *self._conditions = facts["inputs"]
         self.batch_size = max(1, CHUNK_VALUES // int(np.prod(self.output_shape)))
 
@@ -291,3 +296,8 @@ def _check_facts(path, facts, inputs, outputs):
     if not named or sorted(spec["name"] for spec in specs) != sorted(inputs) or "mean" not in outputs:
         raise ValueError(f"{path} takes inputs {sorted(inputs)} and gives {sorted(outputs)}, which do not match "
                          f"its facts' inputs {specs} and a `mean` output: export it with `python -m export RUN_DIR`.")
+    names = facts.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) != facts["num_classes"]
+                              or not all(isinstance(name, str) for name in names)):
+        raise ValueError(f"{path}'s facts name the classes {names!r}, not a list of its {facts['num_classes']} class "
+                         "names: export it with `python -m export RUN_DIR`.")

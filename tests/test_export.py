@@ -29,6 +29,7 @@ from zoo.models.vae import VAE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMATS = list(formats.FORMATS)
+CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def tiny(name, **kwargs):
@@ -41,8 +42,10 @@ def saved_model_mean(run, inputs):
 
 @pytest.fixture(scope="module")
 def cvae_run(tmp_path_factory):
-    """A tiny conditional run exported in every format once; tests read it, never change it."""
-    run = write_run(str(tmp_path_factory.mktemp("cvae")), tiny("cvae", num_classes=10), "cvae")
+    """A tiny conditional run, whose manifest names its classes, exported in every format once;
+    tests read it, never change it."""
+    run = write_run(str(tmp_path_factory.mktemp("cvae")), tiny("cvae", num_classes=10), "cvae",
+                    dataset={"name": "folder", "class_names": CLASS_NAMES})
     return run, pipeline.export_run(run, FORMATS, print_fn=lambda *a, **k: None)
 
 
@@ -75,6 +78,7 @@ def test_every_registered_variant_exports_to_onnx(variant, tmp_path):
     assert report["onnx"]["passed"], report
     decoder = load_decoder(os.path.join(run, "decoder.onnx"))
     assert (decoder.variant, decoder.output_shape) == (variant, (28, 28, 1))
+    assert decoder.class_names is None  # the manifest names no classes
     if variant == "ae":
         assert decoder.facts["prior"] is None
     else:
@@ -109,6 +113,8 @@ def test_onnx_carries_its_facts_and_a_dynamic_batch(cvae_run):
     onnx.checker.check_model(model, full_check=True)
     props = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert props["variant"] == "cvae" and props["latent_dim"] == 4 and props["num_classes"] == 10
+    assert props["class_names"] == CLASS_NAMES
+    assert load_decoder(os.path.join(run, "decoder.onnx")).class_names == CLASS_NAMES
     assert props["output_shape"] == [28, 28, 1] and props["opset"] == 17 and props["zoo_version"] == zoo.__version__
     assert props["inputs"] == [{"name": "z", "dtype": "float32", "shape": [4]},
                                {"name": "labels", "dtype": "int32", "shape": []}]
@@ -133,6 +139,7 @@ def test_tflite_files_use_builtin_ops_and_carry_their_facts(cvae_run):
         with open(path + ".json") as f:
             facts = json.load(f)
         assert facts["variant"] == "cvae" and facts["num_classes"] == 10 and facts["quantization"] in name + "none"
+        assert load_decoder(path).class_names == CLASS_NAMES
         sizes[name] = report[name]["bytes"]
     int8_tensors = {d["dtype"] for d in Interpreter(model_path=os.path.join(run, "decoder.int8.tflite"))
                     .get_tensor_details()}
@@ -157,6 +164,7 @@ def test_unconditional_gaussian_decoder_with_a_learned_prior(vae_run):
     run, model = vae_run
     decoder = load_decoder(os.path.join(run, "decoder.onnx"))
     assert decoder.num_classes is None and decoder.facts["outputs"] == ["mean"]
+    assert decoder.facts["class_names"] is None and decoder.class_names is None
     prior = model.prior()
     np.testing.assert_allclose(decoder.facts["prior"]["loc"], prior.components_distribution.distribution.loc,
                                rtol=1e-6)
@@ -189,6 +197,15 @@ def test_cli_refuses_bad_run_dirs_and_formats_in_one_line(tmp_path, cvae_run, ca
                             cwd=ROOT, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {unfinished} is not a finished run")
+
+
+def test_class_names_that_do_not_fit_the_model_are_refused(tmp_path, capsys):
+    run = write_run(str(tmp_path / "run"), tiny("cvae", num_classes=10), "cvae",
+                    dataset={"name": "folder", "class_names": ["cat", "dog"]})
+    assert main([run, "--formats", "onnx"]) == 2
+    assert capsys.readouterr().err.startswith("error: The manifest's dataset.class_names ['cat', 'dog'] is not a "
+                                              "list of 10 names, one per class of the model")
+    assert not os.path.exists(os.path.join(run, "decoder.onnx"))
 
 
 def test_cli_help_lists_the_formats(capsys):

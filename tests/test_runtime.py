@@ -83,6 +83,19 @@ def test_facts_become_attributes(conditional):
     assert "num_classes=3" in repr(conditional)
 
 
+def test_class_names_come_from_the_facts_and_older_files_have_none(tmp_path, conditional):
+    assert conditional.class_names is None  # facts without the key: exported before names were recorded
+    props = lambda names: {k: json.dumps(v) for k, v in {**facts(), "class_names": names}.items()}
+    named = load_decoder(write_onnx(tmp_path / "named.onnx", metadata=props(["cat", "dog", "owl"])))
+    assert named.class_names == ["cat", "dog", "owl"]
+    owl = named.class_names.index("owl")  # labels stay ids
+    np.testing.assert_array_equal(named.generate(2, labels=owl, seed=0), named.generate(2, labels=2, seed=0))
+    for bad in (["cat", "dog"], "cat dog owl", ["cat", 1, "owl"]):
+        with pytest.raises(ValueError, match=r"bad.onnx's facts name the classes .*, not a list of its 3 class names: "
+                                             r"export it with `python -m export RUN_DIR`"):
+            load_decoder(write_onnx(tmp_path / "bad.onnx", metadata=props(bad)))
+
+
 def test_decode_computes_the_graph_for_any_batch(conditional, unconditional):
     for n in (1, 5):
         z = np.random.default_rng(n).standard_normal((n, LATENT)).astype(np.float32)

@@ -1,6 +1,7 @@
 """Pictures: each figure renders to a non-blank PNG, `draw_run` draws what applies to each model, and
 apps/generate.py writes its grid."""
 
+import json
 import os
 import runpy
 
@@ -9,7 +10,7 @@ import pytest
 from matplotlib.image import imread
 
 import zoo
-from test_runtime import read_grey_png  # the PNG reader of the app's other tests
+from test_runtime import facts, read_grey_png, write_onnx  # the app's other tests' tiny decoder and PNG reader
 from zoo import grid, viz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,9 +132,37 @@ def test_generate_help_shows_each_default_once(capsys):
     with pytest.raises(SystemExit):
         app["main"](["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "class ids, one row each (default: every class)" in text and "(default: None)" not in text
+    assert "class names (when the decoder has them) or ids, one row each (default: every class)" in text
+    assert "(default: None)" not in text
     assert "enlarge the picture this many times (each pixel a block; 1: actual size) (default: 4)" in text
     for bad in (["x", "--scale", "0"], ["x", "--per-class", "nan"]):
         with pytest.raises(SystemExit) as exit_:
             app["main"](bad)
         assert exit_.value.code == 2 and f"argument {bad[1]}: expected a positive integer" in capsys.readouterr().err
+
+
+def test_generate_takes_class_names_and_says_which_row_is_which(tmp_path, capsys):
+    app = runpy.run_path(GENERATE)
+    props = {k: json.dumps(v) for k, v in {**facts(), "class_names": ["cat", "dog", "owl"]}.items()}
+    decoder = write_onnx(tmp_path / "decoder.onnx", metadata=props)
+    out = str(tmp_path / "grid.png")
+    assert app["main"]([decoder, "owl", "0", "--per-class", "2", "--scale", "1", "--out", out]) == 0
+    assert capsys.readouterr().out.endswith("; rows: owl, cat\n")
+    with open(out, "rb") as f:
+        assert b"tEXtDescription\x00rows: owl, cat" in f.read()
+    by_id = str(tmp_path / "by_id.png")
+    assert app["main"]([decoder, "2", "0", "--per-class", "2", "--scale", "1", "--out", by_id]) == 0
+    np.testing.assert_array_equal(read_grey_png(by_id), read_grey_png(out))
+    assert app["main"]([decoder, "cow", "--out", out]) == 2
+    assert capsys.readouterr().err == ("error: Unknown class 'cow': expected a class name (cat, dog, owl) or a "
+                                       "class id from 0 to 2.\n")
+
+
+def test_generate_writes_colour_pictures(tmp_path):
+    app = runpy.run_path(GENERATE)
+    images = np.random.default_rng(0).uniform(size=(4, 5, 6, 3)).astype(np.float32)
+    app["write_png"](str(tmp_path / "rgb.png"), app["tile"](images, 2, scale=2))
+    pixels = np.round(imread(str(tmp_path / "rgb.png")) * 255)
+    assert pixels.shape == (2 * (2 * 5 + 3 * grid.PAD), 2 * (2 * 6 + 3 * grid.PAD), 3)
+    np.testing.assert_array_equal(pixels[2 * grid.PAD:2 * grid.PAD + 10:2, 2 * grid.PAD:2 * grid.PAD + 12:2],
+                                  np.round(images[0] * 255))

@@ -7,14 +7,17 @@ Playwright's Python package; `apps/web/setup.sh` installs the first two. Without
 browser tests skip on a developer's machine, but in CI (`CI` set) every missing piece is a failure.
 """
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 
 import numpy as np
+import onnx
 import pytest
 
 from export import serve
@@ -27,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LATENT_DIM = 16  # more than the page's 8 sliders, so "random" fills a grid of 16 images
 TOLERANCE = 2  # of 255: the page and numpy round 0-255 grey levels on their own
+CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def in_ci():
@@ -100,6 +104,12 @@ def browser():
 @pytest.fixture
 def page(browser, url):
     """The demo page after its first picture; page errors fail the test with their text."""
+    with opened(browser, url) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def opened(browser, url):
     page = browser.new_page()
     errors = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
@@ -112,6 +122,22 @@ def page(browser, url):
     yield page
     assert not errors, errors
     page.close()
+
+
+@pytest.fixture(scope="module")
+def named_url(cvae_run, tmp_path_factory):
+    """The demo of a copy of the bundled decoder whose facts name its classes, served in this process."""
+    require_setup()
+    model = onnx.load(os.path.join(cvae_run, "decoder.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**props, "class_names": json.dumps(CLASS_NAMES)})
+    folder = tmp_path_factory.mktemp("named")
+    onnx.save(model, str(folder / "decoder.onnx"))
+    server = serve.make_server(str(folder), quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
 
 
 def images_on_canvas(page):
@@ -180,6 +206,17 @@ def test_random_fills_the_grid_from_the_prior_with_the_sliders_shared(page, deco
     assert (z[:, :8] == z[0, :8]).all() and np.unique(z[:, 8:], axis=0).shape[0] == 16
     assert_canvas_matches(page, decoder, z, 7)
     assert page.text_content("#seed") == f"seed {seed + 1}"
+
+
+def test_the_class_picker_shows_the_names_in_the_facts(browser, named_url, decoder):
+    with opened(browser, named_url) as page:
+        options = page.eval_on_selector_all("#label option", "options => options.map(o => [o.value, o.text])")
+        assert options == [[str(c), name] for c, name in enumerate(CLASS_NAMES)]
+        renders = page.evaluate("window.demo.renders")
+        page.select_option("#label", label="seven")
+        wait_for_render(page, renders)
+        assert page.evaluate("window.demo.state.label") == 7 and " of class seven in " in page.text_content("#status")
+        assert_canvas_matches(page, decoder, np.array(page.evaluate("window.demo.state.latents")), 7)
 
 
 def test_server_serves_the_facts_and_wasm_and_nothing_else(url, decoder):

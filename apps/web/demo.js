@@ -2,8 +2,9 @@
 //
 // The server (python -m export.serve RUN_DIR) gives /decoder.onnx, its facts as /decoder.json
 // (see export/metadata.py) and onnxruntime-web under /ort/. The grid shows `?n=` images (16 by
-// default) of the chosen class: the sliders set the first latent dimensions of every image at once,
-// the other dimensions differ per image, drawn from the prior with a seeded generator (`?seed=`).
+// default) of the chosen class (shown by name when the facts have `class_names`, by id otherwise;
+// `?label=` takes the id): the sliders set the first latent dimensions of every image at once, the
+// other dimensions differ per image, drawn from the prior with a seeded generator (`?seed=`).
 //
 // For tests and scripts: window.demo.ready resolves after the first picture (rejects with the
 // reason the page cannot run); window.demo.render({z, label}) draws latents of your own (one latent
@@ -111,7 +112,7 @@ async function drawOnce() {
   const { mean } = await session.run(feeds, ["mean"]);
   paint(mean.data, n);
   demo.renders += 1;
-  const label = labelSpec ? ` of class ${state.label}` : "";
+  const label = labelSpec ? ` of class ${className(state.label)}` : "";
   $("status").textContent = `${n} image${n > 1 ? "s" : ""}${label} in ${(performance.now() - started).toFixed(0)} ms`;
 }
 
@@ -147,7 +148,7 @@ function buildControls() {
   if (labelSpec) {
     const select = $("label");
     state.label = clamp(Math.round(state.label) || 0, 0, facts.num_classes - 1);
-    for (let c = 0; c < facts.num_classes; c++) select.add(new Option(String(c), String(c)));
+    for (let c = 0; c < facts.num_classes; c++) select.add(new Option(className(c), String(c)));
     select.value = String(state.label);
     select.addEventListener("change", () => render({ label: Number(select.value) }));
     $("label-picker").hidden = false;
@@ -168,6 +169,11 @@ function buildControls() {
     });
     return slider;
   });
+}
+
+/** What the page calls class id `c`: its name from the facts (older exports have none), else the id. */
+function className(c) {
+  return facts.class_names?.[c] ?? String(c);
 }
 
 function setSlider(slider, value) {
