@@ -8,7 +8,6 @@ imported when a split streams, not when it is opened.
 """
 
 import contextlib
-import hashlib
 import os
 import re
 
@@ -239,7 +238,8 @@ class Split:
 
 class ArraySplit(Split):
     """A split held in memory as arrays (the named datasets, `.npz` and IDX files); `image_size`
-    and `channels`, when they differ from the arrays', convert each image as it streams."""
+    and `channels`, when they differ from the arrays', convert each image as it streams. It has
+    no cache: it is in memory already."""
 
     def __init__(self, name, split, x, y, class_names, *, image_size=None, channels=None, fit="crop"):
         labels = "factors" if y.ndim == 2 else "classes"
@@ -268,12 +268,6 @@ class ArraySplit(Split):
         part = ArraySplit.__new__(ArraySplit)
         part.__dict__.update(self.__dict__, x=self.x[indices], y=self.y[indices], skipped=[])
         return part
-
-    def _cache_key(self):
-        digest = hashlib.sha256(repr((self.x.shape, self._convert)).encode())
-        digest.update(np.ascontiguousarray(self.x).data)
-        digest.update(np.ascontiguousarray(self.y).data)
-        return digest.hexdigest()
 
 
 # Assertions in the input graph that name the file start with this; `naming_bad_files` finds them.
