@@ -81,6 +81,54 @@ def test_draw_run_draws_what_applies(tmp_path, mnist_small, name, latent_dim, ex
         imread(str(tmp_path / filename))
 
 
+def reddened(name, num_classes=None):
+    """A tiny untrained 32x32x3 model whose decoder draws every pixel pure red, whatever z: sigmoid of
+    +-6 in each channel."""
+    model = zoo.create(name, input_shape=(32, 32, 3), latent_dim=2, width=8, hidden=32, likelihood="gaussian",
+                       **({"num_classes": num_classes} if num_classes else {}))
+    last = model.decoder.layers[-1]
+    kernel, _ = last.get_weights()
+    last.set_weights([np.zeros_like(kernel), np.array([6.0, -6.0, -6.0], np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("vae", {"samples", "manifold"}),
+    ("cvae", {"class_grid", "manifold"}),
+])
+def test_draw_run_draws_colour_runs_in_colour(tmp_path, monkeypatch, name, expected):
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(12, 32, 32, 3)).astype(np.float32), np.arange(12) % 3
+    model = reddened(name, 3 if name == "cvae" else None)
+    rows, latent_map = {}, viz.latent_map_figure
+    monkeypatch.setattr(viz, "latent_map_figure", lambda *a, **k: rows.update(legend=k["class_names"]) or
+                        latent_map(*a, **k))
+    means = model.encode(x, y if model.num_classes else None).mean().numpy()
+    drawn = viz.draw_run(model, str(tmp_path), x, y, means=means, name=f"{name} colour",
+                         class_names=["cat", "dog", "owl"])
+    pictures = {"reconstructions", "traversals", "interpolation"} | expected
+    assert set(drawn) == {f"{p}.png" for p in pictures | {"latent_map"}}
+    for picture in pictures:
+        image = imread(str(tmp_path / f"{picture}.png"))
+        red = (image[..., 0] > 0.9) & (image[..., 1] < 0.1) & (image[..., 2] < 0.1)
+        assert red.sum() > 500, f"{picture}.png does not show the decoder's red images"
+    assert rows["legend"] == ["cat", "dog", "owl"]
+
+
+def test_class_grid_rows_are_named_by_the_manifests_class_names(tmp_path, monkeypatch):
+    labels, grid_figure = {}, viz.grid_figure
+    monkeypatch.setattr(viz, "grid_figure", lambda images, rows, cols, title, **options: labels.update(
+        {title.split(",")[0]: options.get("row_labels")}) or grid_figure(images, rows, cols, title, **options))
+    model, x = reddened("cvae", 3), np.zeros((6, 32, 32, 3), np.float32)
+    viz.draw_run(model, str(tmp_path), x, np.arange(6) % 3, class_names=["cat", "dog", "owl"])
+    assert labels["Class-conditional samples"] == ["cat", "dog", "owl"]
+    viz.draw_run(model, str(tmp_path), x, np.arange(6) % 3)
+    assert labels["Class-conditional samples"] == ["0", "1", "2"]
+    with pytest.raises(ValueError, match=r"Expected one class name for each of the model's 3 classes, received 2: "
+                                         r"\['cat', 'dog'\]"):
+        viz.draw_run(model, str(tmp_path), x, np.arange(6) % 3, class_names=["cat", "dog"])
+
+
 def test_draw_run_colours_dsprites_by_shape_and_names_each_latents_factor(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     x = (rng.uniform(size=(30, 28, 28, 1)) > 0.8).astype(np.float32)

@@ -127,12 +127,14 @@ def save(fig, path):
 
 
 def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code_counts=None, history=None, name="",
-             seed=0):
+             seed=0, class_names=None):
     """Writes every picture that applies to `model` into `folder`; returns the file names.
+
+    Grey (C = 1) and colour (C = 3) images alike.
 
     Args:
         model: a zoo model.
-        x, y: test images and labels (or dSprites factors `[N, K]`).
+        x, y: test images `[N, H, W, C]` and labels (or dSprites factors `[N, K]`).
         means: latent codes of `x` (posterior means, or the autoencoder's z); None for discrete latents.
         kl: KL per latent dimension, shown beside the traversal rows.
         main_factor: the factor each active latent follows (`{"z7:x": 0.85}`, a dSprites run's
@@ -140,7 +142,16 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code
         code_counts: use count of each VQ code, for the codebook histogram.
         history: path of `history.csv`, for the training curves.
         name: what the titles call the model (e.g. "vae on mnist5k").
+        class_names: the name of each class id (the run manifest's `dataset.class_names`), for the
+            rows of a conditional model and the latent map's legend; None shows the ids.
+
+    Raises:
+        ValueError: `class_names` does not name each of the model's classes.
     """
+    if class_names is not None and model.num_classes and len(class_names) != model.num_classes:
+        raise ValueError(f"Expected one class name for each of the model's {model.num_classes} classes, received "
+                         f"{len(class_names)}: {list(class_names)}.")
+    called = (lambda c: str(c)) if class_names is None else (lambda c: str(class_names[c]))
     labels = y.astype(np.int32) if model.num_classes else None
     lab = (lambda index: None) if labels is None else (lambda index: labels[index])
     decode = lambda z, ids=None: model.decode(np.asarray(z, np.float32), ids).mean().numpy()
@@ -157,14 +168,16 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code
         z = model.prior().sample(10, seed=seed).numpy()
         grid = decode(np.tile(z, (model.num_classes, 1)), np.repeat(np.arange(model.num_classes, dtype=np.int32), 10))
         figures["class_grid.png"] = grid_figure(
-            grid, model.num_classes, 10, f"Class-conditional samples, {name}: one row per label, one z per column",
-            row_labels=[str(c) for c in range(model.num_classes)], ylabel="label", xlabel="z ~ p(z), shared by the column")
+            grid, model.num_classes, 10, f"Class-conditional samples, {name}: one row per class, one z per column",
+            row_labels=[called(c) for c in range(model.num_classes)], ylabel="class",
+            xlabel="z ~ p(z), shared by the column")
     elif model.has_prior or hasattr(model, "num_codes"):
         figures["samples.png"] = grid_figure(model.sample(64, seed=seed).numpy(), 8, 8,
                                              f"Samples, {name}: z ~ p(z), mean of p(x|z)")
 
     if means is not None:
-        figures.update(_latent_figures(model, decode, x, y, labels, means, kl, main_factor or {}, name))
+        figures.update(_latent_figures(model, decode, x, y, labels, means, kl, main_factor or {}, name, called,
+                                       class_names))
     if code_counts is not None:
         figures["codebook_usage.png"] = codebook_figure(
             code_counts, f"Codebook usage, {name}: perplexity {metrics.perplexity(code_counts):.1f} "
@@ -177,8 +190,9 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code
     return sorted(figures)
 
 
-def _latent_figures(model, decode, x, y, labels, means, kl, main_factor, name):
-    """Traversals, interpolation, the latent map and (for 2-D latents) the decoded manifold."""
+def _latent_figures(model, decode, x, y, labels, means, kl, main_factor, name, called, class_names):
+    """Traversals, interpolation, the latent map and (for 2-D latents) the decoded manifold;
+    `called(c)` names class c in the titles of a conditional model's pictures."""
     figures = {}
     centre, spread = means.mean(0), means.std(0) + 1e-6
     steps = np.linspace(-2.5, 2.5, 9)
@@ -195,7 +209,7 @@ def _latent_figures(model, decode, x, y, labels, means, kl, main_factor, name):
     figures["traversals.png"] = grid_figure(
         np.concatenate(rows), len(dims), len(steps),
         f"Latent traversals, {name}: the {len(dims)} most active of {means.shape[1]} latents, one varied per "
-        "row, the others at a test image's code",
+        "row, the others at a test image's code" + ("" if label is None else f" (class {called(label[0])})"),
         row_labels=row_labels, col_labels=[f"{s:+.1f}" for s in steps],
         xlabel="latent value, in standard deviations of E[z|x] over the test set from its mean")
 
@@ -205,7 +219,8 @@ def _latent_figures(model, decode, x, y, labels, means, kl, main_factor, name):
                   None if labels is None else np.full(len(t), labels[a], np.int32))
     figures["interpolation.png"] = grid_figure(
         np.concatenate([x[a:a + 1], path, x[b:b + 1]]), 1, 12,
-        f"Interpolation, {name}: decoded (1 - t) z_A + t z_B between the codes of two test images",
+        f"Interpolation, {name}: decoded (1 - t) z_A + t z_B between the codes of two test images"
+        + ("" if labels is None else f" (class {called(labels[a])})"),
         col_labels=["A"] + [f"{v:.2f}" for v in t] + ["B"], xlabel="t")
 
     if means.shape[1] >= 2:
@@ -213,14 +228,14 @@ def _latent_figures(model, decode, x, y, labels, means, kl, main_factor, name):
         figures["latent_map.png"] = latent_map_figure(
             means, y[:, 0] if factors else y, f"Latent means of the test set, {name}" +
             (" (the label is an input, so z need not separate classes)" if labels is not None else ""),
-            class_names=SHAPE_NAMES if factors else None, legend_title="shape" if factors else "class")
+            class_names=SHAPE_NAMES if factors else class_names, legend_title="shape" if factors else "class")
     if means.shape[1] == 2:
         z1, z2 = (np.linspace(c - 2.5 * s, c + 2.5 * s, 15) for c, s in zip(centre, spread))
         grid = np.stack(np.meshgrid(z1, z2[::-1]), -1).reshape(-1, 2)
         given = None if labels is None else np.zeros(len(grid), np.int32)
         figures["manifold.png"] = manifold_figure(
             decode(grid, given), z1, z2,
-            f"Decoded 2-D latent manifold, {name}" + ("" if given is None else " (label 0)"))
+            f"Decoded 2-D latent manifold, {name}" + ("" if given is None else f" (class {called(0)})"))
     return figures
 
 
