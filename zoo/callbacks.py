@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -35,28 +36,118 @@ class Interrupted(KeyboardInterrupt):
 
 class Progress(keras.callbacks.Callback):
     """Prints one line per epoch with the losses, the KL, a VQ-VAE's codebook perplexity and usage,
-    and the training throughput (images/s)."""
+    and the training throughput (images/s); within an epoch that runs longer, a progress line with
+    the step, the running losses, images/s and the time left.
+
+    On a terminal (`interactive`) the progress line appears once an epoch has run `DELAY` seconds
+    and is rewritten in place with a carriage return every `TTY_EVERY` seconds; the epoch line then
+    replaces it. Elsewhere (a log file, a pipe, CI) it is a plain line, printed at most every
+    `LOG_EVERY` seconds, so a log holds a few progress lines per long epoch and no control
+    characters. Progress lines start with two spaces; epoch lines with `epoch`.
+
+    Between updates a step costs one clock reading. The images/s and the time left count from the
+    end of the epoch's first step, so that tracing and compiling do not count.
+
+    Args:
+        num_images: training images per epoch.
+        epochs: epochs of the run.
+        print_fn: `print`-like; in-place updates are passed `end=""`.
+        steps_per_epoch: steps in an epoch; None takes Keras' count (`params["steps"]`), and when
+            that is unknown too, the steps of the last whole epoch. Without any, the line shows the
+            images done and their rate, and no time left.
+        batch_size: images per step, to count images when the steps per epoch are unknown (without
+            it and without steps, the line shows steps/s).
+        interactive: rewrite the line in place; None: when `print_fn` is `print` and stdout is a
+            terminal.
+        clock: seconds, as `time.perf_counter` (tests pass a fake clock).
+    """
 
     shown = ("kl", "val_kl", "perplexity", "usage")  # besides every loss
+    DELAY, TTY_EVERY, LOG_EVERY = 3.0, 0.5, 20.0  # seconds
 
-    def __init__(self, num_images, epochs, print_fn=print):
+    def __init__(self, num_images, epochs, print_fn=print, steps_per_epoch=None, batch_size=None, interactive=None,
+                 clock=time.perf_counter):
         super().__init__()
         self.num_images, self.epochs, self.print_fn = num_images, epochs, print_fn
+        self.steps_per_epoch, self.batch_size, self.clock = steps_per_epoch, batch_size, clock
+        self.interactive = print_fn is print and sys.stdout.isatty() if interactive is None else interactive
         self.throughput = []  # images/s of each epoch, resumed epochs included (see Checkpoint)
+        self.learned_steps = None  # steps of the last whole epoch, when nothing else says how many
+        self.width = 0  # characters of the progress line now on the terminal (0: none)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.epoch, self.step, self.first = epoch, 0, None
+        self.start = self.clock()
+        self.next_update = self.start + (self.DELAY if self.interactive else self.LOG_EVERY)
         self.train_seconds = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step = batch + 1
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, self.step)
+        if now >= self.next_update:
+            self.next_update = now + (self.TTY_EVERY if self.interactive else self.LOG_EVERY)
+            self._show(self._progress_line(logs, now))
 
     def on_test_begin(self, logs=None):  # validation starts: training of this epoch is over
         if self.train_seconds is None:
-            self.train_seconds = time.perf_counter() - self.start
+            self.train_seconds = self.clock() - self.start
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = self.train_seconds or time.perf_counter() - self.start
+        seconds = self.train_seconds or self.clock() - self.start
         self.throughput.append(self.num_images / seconds)
-        shown = "  ".join(f"{k} {v:.2f}" for k, v in (logs or {}).items() if "loss" in k or k in self.shown)
-        self.print_fn(f"epoch {epoch + 1}/{self.epochs}  {shown}  {self.throughput[-1]:.0f} img/s", flush=True)
+        if self._total() is None:
+            self.learned_steps = self.step or None
+        if self.width:  # clear the progress line the epoch line replaces
+            self.print_fn("\r" + " " * self.width + "\r", end="", flush=True)
+            self.width = 0
+        self.print_fn(f"epoch {epoch + 1}/{self.epochs}  {self._metrics(logs)}  {self.throughput[-1]:.0f} img/s",
+                      flush=True)
+
+    def _metrics(self, logs):
+        return "  ".join(f"{k} {v:.2f}" for k, v in (logs or {}).items() if "loss" in k or k in self.shown)
+
+    def _total(self):
+        return self.steps_per_epoch or (self.params or {}).get("steps") or self.learned_steps
+
+    def _progress_line(self, logs, now):
+        total, step = self._total(), self.step
+        per_step = self.batch_size or (self.num_images / total if total else None)
+        done = None if per_step is None else step * per_step
+        if done is not None and total:
+            done = min(done, self.num_images)
+        since, first_step = self.first
+        if step > first_step and now > since:  # from the end of the first step: tracing and compiling excluded
+            seconds, steps = now - since, step - first_step
+        else:
+            seconds, steps = max(now - self.start, 1e-9), step
+        parts = [f"  epoch {self.epoch + 1}/{self.epochs}",
+                 f"step {step}/{total} ({100 * step // total}%)" if total else f"step {step}"]
+        if done is not None and not total:
+            parts.append(f"{done:.0f} images")
+        parts.append(self._metrics(logs))
+        parts.append(f"{steps * per_step / seconds:.0f} img/s" if per_step else f"{steps / seconds:.1f} steps/s")
+        if total:
+            parts.append(f"ETA {_duration(max(total - step, 0) * seconds / steps)}")
+        return "  ".join(part for part in parts if part)
+
+    def _show(self, line):
+        if self.interactive:
+            self.print_fn("\r" + line.ljust(self.width), end="", flush=True)
+            self.width = max(self.width, len(line))
+        else:
+            self.print_fn(line, flush=True)
+
+
+def _duration(seconds):
+    """`seconds` as 42s, 3:07 or 1:02:03."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
