@@ -189,14 +189,14 @@ def test_npz_without_test_split_holds_out_a_seeded_tenth(tmp_path):
         data.load(_labelled_npz(tmp_path / "one.npz", x=IMAGES[:1], y=LABELS[:1]))
 
 
-def test_load_data_says_once_that_it_holds_out_a_test_split(tmp_path, capsys):
+def test_open_data_says_once_that_it_holds_out_a_test_split(tmp_path, capsys):
     import zoo
     from zoo import training
 
     path = _labelled_npz(tmp_path / "xy.npz", x=IMAGES, y=LABELS)
-    _, (xt, _), classes = training.load_data(zoo.get_class("cvae"), path, seed=3)
+    _, test, classes = training.open_data(zoo.get_class("cvae"), path, seed=3)
     assert capsys.readouterr().out == (f"note: {path} has no test split: holding out 10% (2 images, seed 3) "
-                                       "as the test split\n") and len(xt) == 2 and classes == 4
-    training.load_data(zoo.get_class("vae"), _labelled_npz(tmp_path / "full.npz", x_train=IMAGES, y_train=LABELS,
+                                       "as the test split\n") and test.count == 2 and classes == ["0", "1", "2", "3"]
+    training.open_data(zoo.get_class("vae"), _labelled_npz(tmp_path / "full.npz", x_train=IMAGES, y_train=LABELS,
                                                            x_test=IMAGES, y_test=LABELS))
     assert capsys.readouterr().out == ""

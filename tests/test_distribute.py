@@ -102,6 +102,30 @@ def test_two_multiworker_processes_train_one_epoch(tmp_path, mnist_npz):
     assert not (tmp_path / "out1").exists()  # the other worker wrote to a temporary folder it deleted
 
 
+def test_two_multiworker_processes_read_different_shards_of_a_packed_dataset(tmp_path, mnist_npz):
+    from zoo import data
+
+    packed = tmp_path / "packed"
+    data.pack(mnist_npz, str(packed), shards=4)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        command = [sys.executable, os.path.join(ROOT, "recipes", "train_vae.py"), "--strategy", "multiworker",
+                   "--dataset", str(packed), "--epochs", "1", *FAST, "--out", str(tmp_path / f"out{index}")]
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = [(p.wait(timeout=600), *p.communicate()) for p in processes]
+    read = []
+    for index, (code, out, err) in enumerate(results):
+        assert code == 0, err
+        line = next(line for line in out.splitlines() if line.startswith(f"worker {index} of 2 reads"))
+        read.append(set(line.split(" from ")[1].split(", ")))
+    assert read[0] and read[1] and not read[0] & read[1]  # each worker its own shards
+    assert len(read[0] | read[1]) == 4  # and together all four training shards
+    manifest = artifacts.read_manifest(str(tmp_path / "out0"))
+    assert manifest["training"]["replicas"] == 2 and manifest["metrics"]["epochs_trained"] == 1
+
+
 def test_mixed_precision_trains_with_loss_scaling_and_saves_float32(mnist_small):
     (x, _), _ = mnist_small
     model = training.build_model("vae", input_shape=x.shape[1:], latent_dim=4, width=8, mixed_precision=True)

@@ -58,7 +58,8 @@ def test_recipe_writes_a_complete_run(name, tmp_path, mnist_npz):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["variant"] == name and manifest["config"]["latent_dim"] == 4
     assert manifest["dataset"] == {"name": mnist_npz, "train": 360, "validation": 40, "test": 100,
-                                   "binarize": "dynamic"}
+                                   "binarize": "dynamic", "image_shape": [28, 28, 1], "class_names": None,
+                                   "image_size": None, "channels": None, "fit": "crop", "skipped": []}
     assert manifest["versions"]["tensorflow"].startswith("2.")
     assert {"model.keras", "saved_model/saved_model.pb", "history.csv", "metrics.json",
             "pictures/reconstructions.png"} <= set(manifest["artifacts"])  # the recipe ran zoo.evaluate

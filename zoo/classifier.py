@@ -18,6 +18,8 @@ import numpy as np
 from zoo import data
 from zoo.files import CACHE_ENV, atomic_write, cache_dir, write_json_atomic  # noqa: F401  (CACHE_ENV: API)
 
+MAX_IMAGES = 20_000  # of each split, a seeded subset: enough to judge classes, and it fits in memory
+
 
 def build(input_shape, num_classes):
     """Two conv blocks and a dense layer, with small random shifts as augmentation while training.
@@ -39,11 +41,13 @@ def build(input_shape, num_classes):
     ], name="classifier")
 
 
-def load_or_train(dataset, *, seed=0, epochs=15, print_fn=print):
+def load_or_train(dataset, *, options=None, seed=0, epochs=15, print_fn=print):
     """Returns `(classifier, info)` for `dataset`, from the cache or freshly trained and cached.
 
     Args:
-        dataset: a name or path that `zoo.data.load` accepts; it must have class labels.
+        dataset: a name or path that `zoo.data.open_split` accepts; it must have class labels.
+        options: how its images are read (`open_split`'s `image_size`, `channels`, ...), as the
+            model being judged read them; at most `MAX_IMAGES` of each split are used.
         seed: seed of the training run (and of dSprites-style generated data).
         epochs: training epochs when no cached classifier exists.
 
@@ -53,7 +57,8 @@ def load_or_train(dataset, *, seed=0, epochs=15, print_fn=print):
     Raises:
         ValueError: the dataset has no class labels, or its images are too small for two poolings.
     """
-    x, y = data.load(dataset, "train", seed=seed)
+    read = lambda split: data.open_split(dataset, split, seed=seed, **(options or {})).arrays(MAX_IMAGES, seed=seed)
+    x, y = read("train")
     classes = data.num_classes(y)
     if classes is None:
         raise ValueError(f"Dataset '{dataset}' has factor arrays, not class labels: it has no classifier.")
@@ -70,7 +75,7 @@ def load_or_train(dataset, *, seed=0, epochs=15, print_fn=print):
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
-    x_test, y_test = data.load(dataset, "test", seed=seed)
+    x_test, y_test = read("test")
     accuracy = float(np.mean(predict(model, x_test) == y_test))
     info = {"dataset": dataset, "test_accuracy": accuracy, "epochs": epochs, "path": path + ".keras"}
     os.makedirs(cache_dir(), exist_ok=True)

@@ -38,6 +38,7 @@ COUNT = _checked(int, lambda v: v >= 0, "an integer >= 0")
 POSITIVE = _checked(float, lambda v: 0 < v < math.inf, "a positive number")
 NON_NEGATIVE = _checked(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 FRACTION = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+IMAGE_SIZE = _checked(data.parse_image_size, lambda v: True, "an image size H or HxW in pixels, such as 64 or 48x64")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -65,7 +66,19 @@ def build_parser(variant, description, defaults=None, extra_options=()):
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     parser.add_argument("--dataset", default="mnist5k",
-                        help=f"one of {', '.join(data.names())}, or a .npz file / IDX folder")
+                        help=f"one of {', '.join(data.names())}, a .npz file / IDX folder, a folder of images "
+                             "(class subfolders are labels) or a folder packed by `python -m zoo.data pack`")
+    images = parser.add_argument_group("images (folders, packed folders, and any dataset resized)")
+    images.add_argument("--image-size", type=IMAGE_SIZE, default=None,
+                        help="H or HxW: resize every image (folders default to 64x64)")
+    images.add_argument("--channels", type=POSITIVE_INT, choices=(1, 3), default=None,
+                        help="1 grey or 3 RGB (RGBA is composited on white; folders default to 3)")
+    images.add_argument("--fit", choices=data.FITS, default="crop",
+                        help="how --image-size keeps the aspect ratio: centre crop, or pad with white")
+    images.add_argument("--cache", default=None, metavar="memory|PATH",
+                        help="keep decoded images after the first epoch: in memory, or in files at PATH")
+    images.add_argument("--skip-bad-files", action="store_true",
+                        help="leave out unreadable image files (each is named in the output) instead of stopping")
     parser.add_argument("--epochs", type=POSITIVE_INT, default=30, help="passes over the training images")
     parser.add_argument("--batch-size", type=POSITIVE_INT, default=32,
                         help="global batch: split evenly across the replicas of --strategy")

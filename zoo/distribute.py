@@ -179,9 +179,13 @@ def patch_multiworker_logs(model, strategy):
         setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})
 
 
-def shard_by_data(dataset):
-    """Multi-worker input: every worker reads the whole in-memory pipeline and keeps its share of
-    each global batch (there are no files to shard by)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+def worker_shard(strategy):
+    """`(workers, index)` of this process in a multi-worker run, for file-based input sharding (each
+    worker reads its own files or shards, see `zoo.data.Split.shard`); None in a one-process run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None \
+            or resolver.task_type is None:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    tasks = [(role, i) for role in ("chief", "worker") for i in range(len(cluster.get(role, [])))]
+    return len(tasks), tasks.index((resolver.task_type, resolver.task_id))

@@ -28,6 +28,9 @@ PICTURES_DIR = "pictures"
 # main command (cvae, mnist5k) they take about 40 s after 2 min 15 s of training. The README's
 # likelihood figures use --k 500.
 K, MAX_IMAGES, OOD_K, OOD_SIZE = 100, 1000, 20, 500
+# Test images an evaluation reads into memory at most (a seeded subset of larger test splits): a
+# streamed dataset's test split may not fit, and the metrics and pictures need no more.
+MAX_TEST_IMAGES = 10_000
 
 
 def model_functions(model):
@@ -236,8 +239,12 @@ def write_evaluation(run_dir, model, manifest, settings, *, pictures=True, batch
         raise artifacts.RunError(f"{run_dir}: the manifest names no dataset (expected dataset.name), so there is "
                                  "no test split to score.")
     model = model or zoo.load_model(os.path.join(run_dir, artifacts.MODEL_FILE))
-    x, y = data.load(dataset, "test", seed=manifest.get("training", {}).get("seed", 0))
-    results, means = report.compute(model, x, y, dataset, settings, batch_size=batch_size, print_fn=print_fn)
+    described, seed = manifest.get("dataset", {}), manifest.get("training", {}).get("seed", 0)
+    options = {"image_size": described.get("image_size"), "channels": described.get("channels"),
+               "fit": described.get("fit") or "crop", "skip_bad_files": bool(described.get("skipped"))}
+    x, y = data.open_split(dataset, "test", seed=seed, **options).arrays(limit=MAX_TEST_IMAGES, seed=seed)
+    results, means = report.compute(model, x, y, dataset, settings, options=options, batch_size=batch_size,
+                                    print_fn=print_fn)
 
     drawn = []
     if pictures:  # drawn into a hidden folder, then swapped in: never a half-drawn pictures/ in the run
@@ -246,7 +253,7 @@ def write_evaluation(run_dir, model, manifest, settings, *, pictures=True, batch
                                  main_factor=results.get("main_factor"),
                                  code_counts=results.get("code_counts"), history=os.path.join(run_dir, HISTORY),
                                  name=f"{manifest.get('variant', model.name)} on {os.path.basename(dataset)}",
-                                 seed=settings["seed"])
+                                 seed=settings["seed"], class_names=described.get("class_names"))
     results["pictures"] = [f"{PICTURES_DIR}/{p}" for p in drawn]
 
     artifacts.write_json_atomic(os.path.join(run_dir, METRICS_FILE), results)

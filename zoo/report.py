@@ -29,8 +29,9 @@ SAME_DATA = {"mnist": "mnist5k"}  # datasets whose images are those of an OOD so
 CONDITIONAL_SAMPLES = 100  # per class
 
 
-def compute(model, x, y, dataset, settings, *, batch_size=8192, print_fn=print):
-    """All metrics of `model` on the test split `(x, y)` of `dataset`; `settings` as in `evaluate_run`.
+def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, print_fn=print):
+    """All metrics of `model` on the test split `(x, y)` of `dataset`, whose images were read with
+    `options` (as `zoo.data.open_split` takes them); `settings` as in `evaluate_run`.
 
     Each step prints what it computes and, when done, its time.
 
@@ -83,7 +84,8 @@ def compute(model, x, y, dataset, settings, *, batch_size=8192, print_fn=print):
 
     if model.num_classes and model.has_prior:
         with timed(f"conditional accuracy ({CONDITIONAL_SAMPLES} samples per class)", print_fn):
-            out.update(conditional_accuracy(model, dataset, seed=settings["seed"], print_fn=print_fn))
+            out.update(conditional_accuracy(model, dataset, seed=settings["seed"], options=options,
+                                            print_fn=print_fn))
     else:
         skip["conditional_accuracy"] = "not a conditional model"
 
@@ -116,14 +118,14 @@ def scored_images(model, images):
     return data.binarize(images) if model.likelihood == "bernoulli" else images
 
 
-def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, print_fn=print):
+def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, options=None, print_fn=print):
     """How often decoding z ~ p(z) with label c gives an image the dataset's classifier reads as c.
 
         acc = 1/(C n) sum_c sum_i [argmax_y f(mean p(x | z_i, c)) = c],   z_i ~ p(z)
     """
     from zoo import classifier
 
-    judge, info = classifier.load_or_train(dataset, print_fn=print_fn)
+    judge, info = classifier.load_or_train(dataset, options=options, print_fn=print_fn)
     wanted = np.repeat(np.arange(model.num_classes, dtype=np.int32), per_class)
     images = model.sample(len(wanted), labels=wanted, seed=seed).numpy()
     correct = classifier.predict(judge, images) == wanted

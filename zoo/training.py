@@ -34,43 +34,72 @@ HISTORY = "history.csv"
 CHECKPOINTS, LOGS = artifacts.WORKING_DIRS
 
 
-def split_validation(x, y, fraction, seed):
-    """A seeded random hold-out of `fraction` of the training images."""
-    if not 0 <= fraction < 1:
-        raise ValueError(f"Expected a validation fraction in [0, 1), received {fraction}.")
-    order = np.random.default_rng(seed).permutation(len(x))
-    cut = len(x) - int(round(fraction * len(x)))
-    return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
+def open_data(cls, dataset, *, seed=0, print_fn=print, **source):
+    """The train and test splits of `dataset` as streamed `zoo.data.Split`s, checked for the model
+    class `cls`.
 
+    `zoo.data.open_split` checks shapes, pixel range and labels; here the splits must not be empty
+    and, for conditional models, must have class labels (a folder needs class subfolders), at most
+    `data.MAX_CLASSES` of them, the same in both splits. Files left out by `skip_bad_files`, and a
+    test split held out of an `.npz` file, are said through `print_fn`.
 
-def load_data(cls, dataset, seed=0, print_fn=print):
-    """The train and test splits of `dataset`, checked for the model class `cls`.
-
-    `data.load` checks shapes, dtype, value range, NaN and labels; here the splits must not be
-    empty and, for conditional models, the labels must be class ids (at most `data.MAX_CLASSES`)
-    of the classes the training split defines, in both splits. An `.npz` file without a test
-    split gets a seeded one held out, and `print_fn` says so.
+    Args:
+        source: `image_size`, `channels`, `fit`, `skip_bad_files`, `cache` of `open_split`.
 
     Returns:
-        `(x, y), (x_test, y_test), num_classes` (None for unconditional models).
+        `train, test, class_names` (None for unconditional models).
     """
-    splits = {split: data.load(dataset, split, seed=seed) for split in data.SPLITS}
-    for split, (x, _) in splits.items():
-        if not len(x):
+    splits = {split: data.open_split(dataset, split, seed=seed, **source) for split in data.SPLITS}
+    for split, part in splits.items():
+        if not part.count:
             raise data.DatasetError(f"{dataset}: the {split} split has no images.")
+        for file, reason in part.skipped:
+            print_fn(f"skipped {file}: {reason}", flush=True)
+        if part.skipped:
+            print_fn(f"note: {len(part.skipped)} unreadable file(s) of the {split} split skipped (--skip-bad-files)",
+                     flush=True)
     if data.lacks_test_split(dataset):
         print_fn(f"note: {dataset} has no test split: holding out {data.TEST_FRACTION:.0%} "
-                 f"({len(splits['test'][0])} images, seed {seed}) as the test split", flush=True)
-    num_classes = None
-    if cls.conditional:
-        y = splits["train"][1]
-        num_classes = data.num_classes(y, source=f"{dataset} (train split)")
-        if num_classes is None:
-            raise data.DatasetError(f"{dataset}: a conditional model needs one integer class id per image, "
-                                    f"labels of shape ({len(y)},); received labels of shape {y.shape}.")
-        for split, (x, y) in splits.items():
-            data.validate(x, y, source=f"{dataset} ({split} split)", num_classes=num_classes)
-    return splits["train"], splits["test"], num_classes
+                 f"({splits['test'].count} images, seed {seed}) as the test split", flush=True)
+    if not cls.conditional:
+        return splits["train"], splits["test"], None
+    train_split, test_split = splits["train"], splits["test"]
+    if train_split.labels != "classes" or not train_split.class_names:
+        if train_split.labels == "factors":
+            per_image = train_split.dataset().element_spec[1].shape.as_list()
+            found = f"labels of shape ({train_split.count}, {', '.join(map(str, per_image))})"
+        else:
+            found = "unlabelled images (a folder of images needs one subfolder per class)"
+        raise data.DatasetError(f"{dataset}: a conditional model needs one class id per image, labels of shape "
+                                f"({train_split.count},); received {found}.")
+    if len(train_split.class_names) > data.MAX_CLASSES:
+        raise data.DatasetError(f"{dataset}: {len(train_split.class_names)} classes; a conditional model takes at "
+                                f"most zoo.data.MAX_CLASSES = {data.MAX_CLASSES}.")
+    if test_split.labels == "classes" and test_split.class_names != train_split.class_names:
+        raise data.DatasetError(f"{dataset}: the test split's classes {test_split.class_names} differ from the "
+                                f"train split's {train_split.class_names}.")
+    return train_split, test_split, list(train_split.class_names)
+
+
+def batches(split, batch_size, *, conditional, shuffle=False, seed=0, binarize="none", shard=None):
+    """`split` as the batches `fit` takes: images (and labels for conditional models), binarized
+    as `binarize` says ("dynamic": a Bernoulli draw of every pixel each epoch; "threshold": at
+    0.5). With `shard`, this worker's part, repeated, in batches of its share of `batch_size`: the
+    caller gives the steps."""
+    ds = split.dataset(shuffle=shuffle, seed=seed, shard=shard)
+    if not conditional:
+        ds = ds.map(lambda x, y: x)
+    if shard is not None:  # each worker batches its own part: its share of the global batch
+        ds, batch_size = ds.repeat(), max(1, batch_size // shard[0])
+    ds = ds.batch(batch_size)
+    if binarize != "none":
+        def draw(x, *y):
+            level = tf.random.uniform(tf.shape(x)) if binarize == "dynamic" else 0.5
+            x = tf.cast(level < x, tf.float32)
+            return (x, *y) if y else x
+
+        ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def build_model(variant, strategy=None, *, learning_rate=1e-3, steps=1, clip_norm=None, mixed_precision=False,
@@ -105,7 +134,8 @@ def build_model(variant, strategy=None, *, learning_rate=1e-3, steps=1, clip_nor
 def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_dim=16, learning_rate=1e-3,
           seed=0, validation_split=0.1, patience=10, binarize="dynamic", nll_samples=100, strategy=None,
           mixed_precision=False, clip_norm=None, checkpoint_every=0, resume_from=None, command=None,
-          print_fn=print, **model_options):
+          image_size=None, channels=None, fit="crop", skip_bad_files=False, cache=None, print_fn=print,
+          **model_options):
     """Trains `variant` on `dataset` and writes a finished run directory to `out`.
 
     Rerunning a run that was killed, interrupted or diverged resumes it from the state in
@@ -115,7 +145,8 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     Args:
         variant: a registered model name.
         out: the run directory.
-        dataset: a name from `zoo.data.names()` or a dataset file path.
+        dataset: a name from `zoo.data.names()`, an `.npz` file or IDX folder, a folder of images
+            or a packed folder of TFRecords (see `zoo.data.open_split`); folders and records stream.
         batch_size: the global batch, split across the replicas of `strategy`.
         validation_split: fraction of the training images held out; the best weights on it are kept.
         patience: epochs without validation improvement before training stops early.
@@ -130,6 +161,7 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
         checkpoint_every: also save the state every this many steps (0: at epoch ends only).
         resume_from: the checkpoint folder to resume from (default `out/checkpoints`; other
             multi-worker workers read the chief's).
+        image_size, channels, fit, skip_bad_files, cache: how images are read (`zoo.data.open_split`).
         model_options: further constructor arguments of the model (e.g. `prior="mog"`).
 
     Returns:
@@ -149,34 +181,43 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
                          f"expected at least {replicas}.")
     keras.utils.set_random_seed(seed)
     cls = zoo.get_class(variant)
-    (x, y), (x_test, y_test), num_classes = load_data(cls, dataset, seed, print_fn)
-    if num_classes:
-        model_options["num_classes"] = num_classes
-    (x_train, y_train), (x_val, y_val) = split_validation(x, y, validation_split, seed)
-    if not len(x_train):
-        raise ValueError(f"A validation split of {validation_split} leaves no training images out of {len(x)}.")
-    steps = epochs * int(np.ceil(len(x_train) / batch_size))
+    source = {"image_size": image_size, "channels": channels, "fit": fit, "skip_bad_files": skip_bad_files,
+              "cache": cache}
+    train_split, test_split, class_names = open_data(cls, dataset, seed=seed, print_fn=print_fn, **source)
+    if class_names:
+        model_options["num_classes"] = len(class_names)
+    train_part, val_part = train_split.holdout(validation_split, seed)
+    if not train_part.count:
+        raise ValueError(f"A validation split of {validation_split} leaves no training images out of "
+                         f"{train_split.count}.")
+    shard = distribute.worker_shard(strategy)
+    if shard:  # file-based sharding: say what this worker reads
+        mine = train_part.shard(*shard)
+        files = [entry["file"] for entry in getattr(mine, "shards", [])]
+        print_fn(f"worker {shard[1]} of {shard[0]} reads {mine.count} of the {train_part.count} training images"
+                 + (f" from {', '.join(files)}" if files else ""), flush=True)
+    steps_per_epoch = int(np.ceil(train_part.count / batch_size))
     asked = model_options.pop("likelihood", "auto")
-    likelihood, share = distributions.choose_likelihood(x_train, asked)
+    likelihood, share = distributions.choose_likelihood(train_part.arrays(limit=1000, seed=seed)[0], asked)
     print_fn(f"likelihood: {likelihood} ({share:.0%} of the training pixels are within {distributions.NEAR_BINARY} "
              f"of 0 or 1{'' if asked == 'auto' else '; set by --likelihood'})", flush=True)
-    model = build_model(variant, strategy, learning_rate=learning_rate, steps=steps, clip_norm=clip_norm,
-                        mixed_precision=mixed_precision, input_shape=x.shape[1:], latent_dim=latent_dim,
-                        likelihood=likelihood, **model_options)
+    model = build_model(variant, strategy, learning_rate=learning_rate, steps=epochs * steps_per_epoch,
+                        clip_norm=clip_norm, mixed_precision=mixed_precision, input_shape=train_split.image_shape,
+                        latent_dim=latent_dim, likelihood=likelihood, **model_options)
 
     if model.likelihood != "bernoulli":
         binarize = "none"
-    if binarize == "threshold":
-        x_train, x_val = data.binarize(x_train), data.binarize(x_val)
-    labels = (lambda y: y) if cls.conditional else (lambda y: None)
-    pipeline = lambda x, y, **kw: distribute.shard_by_data(data.pipeline(x, labels(y), batch_size=batch_size, **kw))
-    train_ds = pipeline(x_train, y_train, shuffle=True, seed=seed, dynamic_binarization=binarize == "dynamic")
-    val_ds = pipeline(x_val, y_val) if len(x_val) else None
+    stream = lambda split, **kw: batches(split, batch_size, conditional=cls.conditional, shard=shard, **kw)
+    train_ds = stream(train_part, shuffle=True, seed=seed, binarize=binarize)
+    val_ds = stream(val_part, binarize="threshold" if binarize == "threshold" else "none") if val_part.count else None
+    steps = (lambda split: int(np.ceil(split.count / batch_size))) if shard else (lambda split: None)
 
-    progress = callbacks.Progress(len(x_train), epochs, print_fn)
+    progress = callbacks.Progress(train_part.count, epochs, print_fn, steps_per_epoch=steps_per_epoch,
+                                  batch_size=batch_size)
     stopping = callbacks.ResumableEarlyStopping(patience) if val_ds is not None else None
     fingerprint = {"variant": variant, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "seed": seed,
                    "validation_split": validation_split, "binarize": binarize, "mixed_precision": mixed_precision,
+                   "images": {"shape": train_split.image_shape, "fit": fit, "skipped": len(train_split.skipped)},
                    "config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable")}}
     checkpoint = callbacks.Checkpoint(os.path.join(out, CHECKPOINTS), fingerprint, checkpoint_every,
                                       early_stopping=stopping, progress=progress)
@@ -192,15 +233,19 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     if state:
         print_fn(f"resuming from {resume_from or checkpoint.directory}: {done} of {epochs} epochs done"
                  + (" (stopped early)" if state["stopped"] else ""), flush=True)
-    print_fn(f"training {variant} on {dataset}: {len(x_train)} train / {len(x_val)} validation images, "
+    print_fn(f"training {variant} on {dataset}: {train_part.count} train / {val_part.count} validation images of "
+             f"{'x'.join(map(str, train_split.image_shape))}"
+             + (f", {len(class_names)} classes" if class_names else "") + ", "
              f"{model.count_params():,} parameters, {replicas} replica(s)", flush=True)
-    with interrupt.installed():
+    with interrupt.installed(), data.naming_bad_files(train_part, val_part):
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=fit_callbacks, shuffle=False,
+                  steps_per_epoch=steps(train_part), validation_steps=steps(val_part),
                   initial_epoch=epochs if state and state["stopped"] else done, verbose=0)  # the pipeline shuffles
     interrupt.raise_if_requested()
 
-    metrics = {f"test_{k}": float(v) for k, v in
-               model.evaluate(pipeline(x_test, y_test), return_dict=True, verbose=0).items()}
+    with data.naming_bad_files(test_split):
+        scores = model.evaluate(stream(test_split), steps=steps(test_split), return_dict=True, verbose=0)
+    metrics = {f"test_{k}": float(v) for k, v in scores.items()}
     metrics["epochs_trained"] = checkpoint.epoch
     metrics["train_images_per_second"] = float(np.median(progress.throughput))
     print_fn("test: " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()),
@@ -210,8 +255,9 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     artifacts.save_model(saved, out)
     fields = dict(
         variant=variant, config=saved.get_config(), metrics=metrics,
-        dataset={"name": dataset, "train": len(x_train), "validation": len(x_val), "test": len(x_test),
-                 "binarize": binarize},
+        dataset={"name": dataset, "train": train_part.count, "validation": val_part.count, "test": test_split.count,
+                 "binarize": binarize, "image_shape": list(train_split.image_shape), "class_names": class_names,
+                 **source_record(dataset, source, train_split, test_split)},
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                   "schedule": "cosine", "seed": seed, "validation_split": validation_split,
                   "patience": patience, "strategy": distribute.strategy_name(strategy), "replicas": replicas,
@@ -226,6 +272,16 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     shutil.rmtree(checkpoint.directory, ignore_errors=True)
     manifest = artifacts.write_manifest(out, **fields)
     return manifest
+
+
+def source_record(dataset, source, *splits):
+    """What a manifest records of how the images were read, so that evaluation reads them again the
+    same way: the `open_split` options, the files skipped, and a dataset's attribution."""
+    record = {key: source[key] for key in ("image_size", "channels", "fit")}
+    record["skipped"] = [f"{file}: {reason}" for split in splits for file, reason in split.skipped]
+    if dataset == "openmoji":
+        record["attribution"] = data.OPENMOJI_ATTRIBUTION
+    return record
 
 
 def run(variant, args, command=None):

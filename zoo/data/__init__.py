@@ -169,7 +169,8 @@ def open_split(name, split="train", *, image_size=None, channels=None, fit="crop
         class_names = list(openmoji.CLASSES)
     elif y.ndim == 1:  # the classes are the training split's, in both splits
         train = y if split == "train" else load(name, "train", seed=seed)[1]
-        class_names = [str(c) for c in range(int(train.max()) + 1 if len(train) else 0)]
+        count = num_classes(train, source=f"{name} (train split)") if len(train) else 0  # bounded
+        class_names = None if count is None else [str(c) for c in range(count)]
     if class_names is not None:
         validate(x, y, source=f"{name} ({split} split)", num_classes=len(class_names))
     return ArraySplit(name, split, x, y, class_names, image_size=image_size, channels=channels, fit=fit)
