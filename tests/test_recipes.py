@@ -182,6 +182,8 @@ def test_auto_likelihood_follows_the_pixels(dataset, expected):
     assert distributions.choose_likelihood(x, "gaussian") == ("gaussian", share)  # asked for: kept
     grey = np.full((10, 4, 4, 1), 0.5, np.float32)
     assert distributions.choose_likelihood(grey) == ("gaussian", 0.0)
+    black_and_white = np.repeat(np.round(x[:50]), 3, axis=-1)  # binary pixels, but in colour
+    assert distributions.choose_likelihood(black_and_white) == ("gaussian", 1.0)
 
 
 def test_epoch_lines_show_the_codebook_of_a_vq_vae():

@@ -103,9 +103,10 @@ def choose_likelihood(x, likelihood="auto"):
     """The likelihood for images `x` in [0, 1]: `likelihood`, or for "auto" Bernoulli when the pixels
     are near-binary and Gaussian otherwise.
 
-    Near-binary: at least `BINARY_SHARE` of the pixels lie within `NEAR_BINARY` of 0 or 1 (mnist5k
-    91%, dSprites 100%; scikit-learn's 8x8 digits, with 17 grey levels, 65%). A Bernoulli model
-    scores grey images thresholded at 0.5, which throws away what their grey levels say.
+    Near-binary: one channel, and at least `BINARY_SHARE` of the pixels within `NEAR_BINARY` of 0
+    or 1 (mnist5k 91%, dSprites 100%; scikit-learn's 8x8 digits, with 17 grey levels, 65%). A
+    Bernoulli model scores grey images thresholded at 0.5, which throws away what their grey
+    levels say; colour images are never binary (OpenMoji's flat colours on white: 80%).
 
     Returns:
         `(likelihood, share)`: the name, and the share of near-binary pixels (of at most 1,000
@@ -114,5 +115,5 @@ def choose_likelihood(x, likelihood="auto"):
     sample = np.asarray(x[::max(1, len(x) // 1000)], np.float32)
     share = float(np.mean(np.minimum(sample, 1 - sample) <= NEAR_BINARY))
     if likelihood == "auto":
-        likelihood = "bernoulli" if share >= BINARY_SHARE else "gaussian"
+        likelihood = "bernoulli" if share >= BINARY_SHARE and sample.shape[-1] == 1 else "gaussian"
     return likelihood, share

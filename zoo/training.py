@@ -199,8 +199,9 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     steps_per_epoch = int(np.ceil(train_part.count / batch_size))
     asked = model_options.pop("likelihood", "auto")
     likelihood, share = distributions.choose_likelihood(train_part.arrays(limit=1000, seed=seed)[0], asked)
+    colour = ", colour images" if train_split.image_shape[-1] > 1 else ""
     print_fn(f"likelihood: {likelihood} ({share:.0%} of the training pixels are within {distributions.NEAR_BINARY} "
-             f"of 0 or 1{'' if asked == 'auto' else '; set by --likelihood'})", flush=True)
+             f"of 0 or 1{colour}{'' if asked == 'auto' else '; set by --likelihood'})", flush=True)
     model = build_model(variant, strategy, learning_rate=learning_rate, steps=epochs * steps_per_epoch,
                         clip_norm=clip_norm, mixed_precision=mixed_precision, input_shape=train_split.image_shape,
                         latent_dim=latent_dim, likelihood=likelihood, **model_options)
