@@ -2,6 +2,7 @@
 swap in whole, one writer at a time, no silent overwrite, and a full disk ends cleanly."""
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -93,6 +94,19 @@ def test_a_kill_during_evaluation_leaves_no_manifest_and_the_rerun_finishes(tmp_
         assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["0", "1"]
 
 
+def test_a_full_disk_at_the_manifest_keeps_the_checkpoints(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(artifacts, "write_json", full)
+    assert cli.main("vae", "", [*TINY, "--epochs", "1", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: no space left on the device")
+    assert not (out / "manifest.json").exists() and callbacks.read_state(str(out / "checkpoints"))["epoch"] == 1
+    assert not [name for name in os.listdir(out) if name.startswith(".")]
+
+
 def test_leftovers_of_killed_writers_are_removed_before_a_run_goes_on(tmp_path):
     out = tmp_path / "run"
     (out / ".saved_model.x1").mkdir(parents=True)
@@ -173,6 +187,15 @@ def test_exchange_swaps_two_folders_with_and_without_renameat2(tmp_path, monkeyp
     files.exchange(str(a), str(b))
     assert ((a / "x").read_text(), (b / "x").read_text()) == ("a", "b")
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+def test_a_swap_cut_short_by_a_kill_is_finished_by_the_next_writer(run):
+    """exchange's fallback leaves the new run at .NAME.swap for a moment; the next lock puts it in place."""
+    os.replace(run, run.parent / ".run.swap")
+    with artifacts.locked(str(run)):
+        pass
+    artifacts.verify_run(str(run))
+    assert sorted(os.listdir(run.parent)) == [".run.lock", "run"]
 
 
 def test_a_second_writer_exits_2_naming_the_first(tmp_path):

@@ -20,7 +20,7 @@ import keras
 
 from zoo import models  # noqa: F401  (registers every variant, so model.keras files load)
 from zoo.files import (Locked, atomic_folder, atomic_write, exchange, exclusive_lock, remove_leftovers, sha256,
-                       write_json_atomic)
+                       write_json, write_json_atomic)
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.keras"
@@ -85,11 +85,22 @@ def save_model(model, out):
         archive.write_out(staging, verbose=False)
 
 
-def write_manifest(out, **fields):
+def write_manifest(out, *, before_commit=None, **fields):
     """Writes `manifest.json` last and atomically: `fields` (variant, config, dataset, metrics, ...)
-    plus library versions and every artifact file with its sha256 and size."""
+    plus library versions and every artifact file with its sha256 and size.
+
+    `before_commit()` runs once the manifest is written to its temporary file and before the rename
+    that commits it: what it removes (the checkpoints) is gone only when writing the manifest can
+    no longer fail for want of space.
+    """
     manifest = {**fields, "versions": library_versions(), "artifacts": _inventory(out)}
-    write_json_atomic(os.path.join(out, MANIFEST), manifest)
+
+    def write(tmp):
+        write_json(tmp, manifest)
+        if before_commit is not None:
+            before_commit()
+
+    atomic_write(os.path.join(out, MANIFEST), write)
     return manifest
 
 

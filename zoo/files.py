@@ -69,15 +69,17 @@ def atomic_folder(path):
         raise
 
 
+def write_json(path, data):
+    """Writes `data` as JSON to `path`, synced to disk."""
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_json_atomic(path, data):
     """Writes `data` as JSON to `path` with `atomic_write`, synced to disk before the rename."""
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
+    atomic_write(path, lambda tmp: write_json(tmp, data))
 
 
 class Locked(RuntimeError):
@@ -111,7 +113,8 @@ def exchange(a, b):
     """Swaps the paths `a` and `b` (two folders on one file system) in one atomic step, with Linux's
     renameat2(RENAME_EXCHANGE): every reader sees one of them whole under each name, even if the
     process dies. Where the kernel or file system lacks it, falls back to three renames, which
-    leave `a` briefly missing (`a` is then under `b + ".swap"`)."""
+    leave `b` briefly missing (its new content is then under `.B.swap` beside it, where
+    `zoo.artifacts.locked` finds it)."""
     renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
     if renameat2 is not None:
         at_fdcwd, rename_exchange = -100, 2
@@ -120,7 +123,8 @@ def exchange(a, b):
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise OSError(code, os.strerror(code), a)
-    swap = b + ".swap"
+    parent, name = os.path.split(os.path.normpath(b))
+    swap = os.path.join(parent, f".{name}.swap")
     os.replace(a, swap)
     os.replace(b, a)
     os.replace(swap, b)

@@ -268,10 +268,11 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
         _, sections = evaluate.write_evaluation(out, saved, fields, evaluate.evaluation_settings(nll_samples),
                                                 print_fn=print_fn)
         artifacts.merge(fields, **sections)
-    # Last: the manifest marks the run finished. The checkpoints go just before it: a kill between
-    # the two leaves an unfinished run that trains again, never a finished one with state to resume.
-    shutil.rmtree(checkpoint.directory, ignore_errors=True)
-    manifest = artifacts.write_manifest(out, **fields)
+    # Last: the manifest marks the run finished. The checkpoints go just before its rename, once it is
+    # written: a full disk keeps them, and a kill between the two leaves an unfinished run that
+    # trains again, never a finished one with state to resume.
+    manifest = artifacts.write_manifest(
+        out, before_commit=lambda: shutil.rmtree(checkpoint.directory, ignore_errors=True), **fields)
     return manifest
 
 
