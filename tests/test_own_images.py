@@ -79,3 +79,27 @@ def test_the_exported_decoder_names_the_classes(folder, tmp_path):
     decoder = load_decoder(out / "decoder.onnx")
     assert decoder.class_names == ["cat", "dog", "fox"]
     assert decoder.generate(3, labels=decoder.class_names.index("dog"), seed=0).shape == (3, 16, 16, 3)
+
+
+def test_a_run_killed_while_streaming_a_folder_resumes(folder, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(root, "recipes", "train_vae.py"), "--dataset", str(folder),
+               "--image-size", "16", "--latent-dim", "2", "--width", "8", "--nll-samples", "0", "--epochs", "4",
+               "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch 2/4"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=300)
+    assert not (out / "manifest.json").exists()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from" in rerun.stdout and "epoch 1/4" not in rerun.stdout
+    with open(out / "history.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["0", "1", "2", "3"]
