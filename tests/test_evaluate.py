@@ -375,3 +375,9 @@ def test_command_line_help_names_the_flags():
     text = evaluate.build_parser().format_help()
     for flag in ("RUN_DIR", "--k", "--batch-size", "--max-images", "--ood-k", "--no-pictures"):
         assert flag in text
+
+
+def test_batches_shrink_for_large_images_so_a_pass_holds_as_many_values():
+    assert evaluate.scaled_batch(8192, (28, 28, 1)) == 8192 and evaluate.scaled_batch(8192, (8, 8, 1)) == 8192
+    assert evaluate.scaled_batch(8192, (64, 64, 3)) == 8192 * 784 // (64 * 64 * 3) == 522
+    assert evaluate.scaled_batch(1, (512, 512, 3)) == 1

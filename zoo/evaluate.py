@@ -30,7 +30,15 @@ PICTURES_DIR = "pictures"
 K, MAX_IMAGES, OOD_K, OOD_SIZE = 100, 1000, 20, 500
 # Test images an evaluation reads into memory at most (a seeded subset of larger test splits): a
 # streamed dataset's test split may not fit, and the metrics and pictures need no more.
-MAX_TEST_IMAGES = 10_000
+MAX_TEST_IMAGES = 5_000
+MNIST_VALUES = 28 * 28  # the image size the batch sizes here are given for
+
+
+def scaled_batch(batch_size, image_shape):
+    """`batch_size`, given for 28x28x1 images, scaled down for larger images, so that a forward pass
+    holds about as many values whatever the image size (64x64 RGB: 1/16 as many images)."""
+    values = int(np.prod(image_shape))
+    return max(1, batch_size * MNIST_VALUES // values) if values > MNIST_VALUES else batch_size
 
 
 def model_functions(model):
@@ -189,7 +197,8 @@ def evaluate_run(run_dir, k=K, print_fn=print, *, batch_size=8192, max_images=MA
     Args:
         run_dir: a finished run directory.
         k: importance samples per image for the test NLL; 0 skips the likelihood metrics.
-        batch_size: decoded samples per forward pass (bounds memory).
+        batch_size: decoded samples per forward pass (bounds memory), for 28x28 images; scaled
+            down for larger ones (`scaled_batch`).
         max_images: test images for the importance-sampled metrics (a seeded subset of larger splits).
         ood_k, ood_size: importance samples and images per set for the outlier-detection AUROC.
         pictures: False skips the pictures.
@@ -243,8 +252,8 @@ def write_evaluation(run_dir, model, manifest, settings, *, pictures=True, batch
     options = {"image_size": described.get("image_size"), "channels": described.get("channels"),
                "fit": described.get("fit") or "crop", "skip_bad_files": bool(described.get("skipped"))}
     x, y = data.open_split(dataset, "test", seed=seed, **options).arrays(limit=MAX_TEST_IMAGES, seed=seed)
-    results, means = report.compute(model, x, y, dataset, settings, options=options, batch_size=batch_size,
-                                    print_fn=print_fn)
+    results, means = report.compute(model, x, y, dataset, settings, options=options,
+                                    batch_size=scaled_batch(batch_size, x.shape[1:]), print_fn=print_fn)
 
     drawn = []
     if pictures:  # drawn into a hidden folder, then swapped in: never a half-drawn pictures/ in the run

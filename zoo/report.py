@@ -48,8 +48,9 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
     skip = out["skipped"]
 
     with timed(f"reconstructions ({len(x)} test images)", print_fn):
-        encoded = evaluate.run_batched(fns["encode"], x, labels, batch_size=1024)
-        recon = evaluate.run_batched(fns["reconstruct"], x, labels, batch_size=1024)["mean"]
+        passes = evaluate.scaled_batch(1024, x.shape[1:])
+        encoded = evaluate.run_batched(fns["encode"], x, labels, batch_size=passes)
+        recon = evaluate.run_batched(fns["reconstruct"], x, labels, batch_size=passes)["mean"]
     out["test_reconstruction_mse"] = float(np.mean((recon - x) ** 2))
     codes = encoded.get("loc", encoded.get("z"))
 
@@ -150,7 +151,8 @@ def outlier_detection(model, fns, x, dataset, settings, likelihood_ok, batch_siz
     else:
         name = "reconstruction_mse"
         score = lambda images: np.mean(
-            (evaluate.run_batched(fns["reconstruct"], images)["mean"] - images) ** 2, axis=(1, 2, 3))
+            (evaluate.run_batched(fns["reconstruct"], images, batch_size=evaluate.scaled_batch(1024, images.shape[1:]))
+             ["mean"] - images) ** 2, axis=(1, 2, 3))
     with timed(f"outlier detection ({name.replace('_k', ' k=')}, {len(inliers)} test images and as many of each "
                "outlier set)", print_fn):
         sets = ood_sets(x.shape[1:], dataset, len(inliers), seed)
