@@ -264,7 +264,8 @@ def test_a_full_disk_exits_2_with_one_line_and_the_last_checkpoint_loads(small_d
     config = {k: v for k, v in state["fingerprint"]["config"].items() if k != "dtype"}
     model = training.build_model("vae", **config)
     restored = callbacks.Checkpoint(str(out / "checkpoints"), state["fingerprint"]).restore(model)
-    assert restored["epoch"] >= 2 and all(np.isfinite(w).all() for w in model.get_weights())
+    # "epoch 2/" is printed before epoch 2 is checkpointed: the disk may fill before or after that save
+    assert restored["epoch"] in (1, 2) and all(np.isfinite(w).all() for w in model.get_weights())
     assert not (out / "checkpoints" / "state.json").read_text().count(".tmp")
 
 
