@@ -200,3 +200,19 @@ def test_open_data_says_once_that_it_holds_out_a_test_split(tmp_path, capsys):
     training.open_data(zoo.get_class("vae"), _labelled_npz(tmp_path / "full.npz", x_train=IMAGES, y_train=LABELS,
                                                            x_test=IMAGES, y_test=LABELS))
     assert capsys.readouterr().out == ""
+
+
+def test_to_float_divides_as_numpy_does_without_a_full_float64_copy():
+    import tracemalloc
+
+    from zoo.data.files import to_float
+
+    x = np.random.default_rng(0).integers(0, 256, (4000, 28, 28), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        y = to_float(x, chunk=500)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(y, (x[..., None] / 255.0).astype(np.float32))
+    assert peak < y.nbytes + 2 * 500 * 28 * 28 * 8  # the output and about one float64 chunk, not 4000 images

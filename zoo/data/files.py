@@ -115,10 +115,15 @@ def read_idx(path):
     return body.reshape(shape)
 
 
-def to_float(x):
+def to_float(x, chunk=4096):
+    """Images as float32 NHWC; 8-bit ones divided by 255 as numpy divides them (in float64), a
+    `chunk` of images at a time, so the float64 intermediate stays small."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
-    if np.issubdtype(x.dtype, np.integer):
-        return (x / 255.0).astype(np.float32)
-    return x.astype(np.float32)
+    if not np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32)
+    out = np.empty(x.shape, np.float32)
+    for start in range(0, len(x), chunk):
+        out[start:start + chunk] = x[start:start + chunk] / 255.0
+    return out
