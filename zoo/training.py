@@ -196,7 +196,8 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
         files = [entry["file"] for entry in getattr(mine, "shards", [])]
         print_fn(f"worker {shard[1]} of {shard[0]} reads {mine.count} of the {train_part.count} training images"
                  + (f" from {', '.join(files)}" if files else ""), flush=True)
-    steps_per_epoch = int(np.ceil(train_part.count / batch_size))
+    steps_of = lambda split: int(np.ceil(split.count / batch_size))
+    steps_per_epoch = steps_of(train_part)
     asked = model_options.pop("likelihood", "auto")
     likelihood, share = distributions.choose_likelihood(train_part.arrays(limit=1000, seed=seed)[0], asked)
     colour = ", colour images" if train_split.image_shape[-1] > 1 else ""
@@ -211,7 +212,7 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     stream = lambda split, **kw: batches(split, batch_size, conditional=cls.conditional, shard=shard, **kw)
     train_ds = stream(train_part, shuffle=True, seed=seed, binarize=binarize)
     val_ds = stream(val_part, binarize="threshold" if binarize == "threshold" else "none") if val_part.count else None
-    steps = (lambda split: int(np.ceil(split.count / batch_size))) if shard else (lambda split: None)
+    steps = steps_of if shard else (lambda split: None)  # a sharded stream repeats: fit needs its steps
 
     progress = callbacks.Progress(train_part.count, epochs, print_fn, steps_per_epoch=steps_per_epoch,
                                   batch_size=batch_size)
