@@ -169,6 +169,27 @@ def auroc(inlier_scores, outlier_scores):
     return float(roc_auc_score(labels, np.r_[inlier, outlier]))
 
 
+def psnr(images, references, peak=1.0):
+    """Peak signal-to-noise ratio in dB of each image against its reference, both in [0, peak]:
+
+        PSNR = 10 log10(peak^2 / mean((x - x_ref)^2))   per image, an array [N]
+
+    The mean over images of this array is the usual reconstruction PSNR. An exact copy is capped at
+    100 dB (an MSE of 1e-10), so that means stay finite.
+    """
+    images, references = (np.asarray(a, np.float64) for a in (images, references))
+    if images.shape != references.shape or images.ndim < 2:
+        raise ValueError(f"Expected two batches of images of one shape, received {images.shape} and {references.shape}.")
+    mse = np.mean(np.square(images - references), axis=tuple(range(1, images.ndim)))
+    return 10 * np.log10(peak**2 / np.maximum(mse, 1e-10 * peak**2))
+
+
+def bits_per_dim(nll_nats, image_shape):
+    """A negative log-likelihood in nats per image as bits per dimension (pixel and channel):
+    NLL / (H W C ln 2), the unit of likelihood results on 8-bit images (PixelCNN++, NVAE)."""
+    return float(nll_nats) / (float(np.prod(image_shape)) * np.log(2.0))
+
+
 def codebook_stats(codes, num_codes):
     """Use of a VQ-VAE codebook: perplexity and the fraction of codes in use.
 
