@@ -5,11 +5,13 @@ computed, and every one that does not is listed under `skipped` with the reason,
 `metrics.json` knows a metric is missing on purpose.
 
 What applies:
-- all models: reconstruction MSE;
+- all models: reconstruction MSE and PSNR;
 - Gaussian latents: KL per latent dimension (N(0, I) prior) and active units;
 - Gaussian latents with a prior: ELBO and the importance-sampled NLL under the model's likelihood:
   Bernoulli on binarised test images (for mnist5k: the "mnist5k-bin" protocol, `*_bin` metrics),
-  Gaussian on the test images as they are (`*_gaussian`, a density, not comparable with those);
+  Gaussian on the test images as they are (`*_gaussian`, a density, not comparable with those),
+  the discretized logistic mixture on their 8-bit levels (`*_logistic_mixture`); for the discrete
+  likelihoods (`zoo.likelihoods.DISCRETE`) also in bits per dimension;
 - dSprites runs: MIG and the beta-VAE score against the ground-truth factors;
 - conditional models: conditional accuracy, judged by the cached `zoo.classifier`;
 - VQ-VAEs (models with `num_codes`): perplexity and codebook usage;
@@ -23,6 +25,7 @@ import time
 import numpy as np
 
 from zoo import data, evaluate, metrics
+from zoo.likelihoods import DISCRETE
 
 OOD_SOURCES = ("mnist5k", "dsprites", "digits")
 SAME_DATA = {"mnist": "mnist5k"}  # datasets whose images are those of an OOD source
@@ -52,6 +55,7 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
         encoded = evaluate.run_batched(fns["encode"], x, labels, batch_size=passes)
         recon = evaluate.run_batched(fns["reconstruct"], x, labels, batch_size=passes)["mean"]
     out["test_reconstruction_mse"] = float(np.mean((recon - x) ** 2))
+    out["test_psnr"] = float(np.mean(metrics.psnr(recon, x)))
     codes = encoded.get("loc", encoded.get("z"))
 
     if gaussian:
@@ -70,6 +74,8 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
         out.update({f"test_elbo_{tag}": lm["elbo"], f"test_reconstruction_{tag}": lm["reconstruction"],
                     f"test_kl_{tag}": lm["kl"], f"test_nll_{tag}_k{settings['k']}": lm["nll"],
                     "nll_images": len(subset), "nll_protocol": _protocol(model.likelihood, dataset)})
+        if model.likelihood in DISCRETE:
+            out[f"test_bits_per_dim_{tag}_k{settings['k']}"] = metrics.bits_per_dim(lm["nll"], x.shape[1:])
     else:
         skip["test_nll"] = skip["test_elbo"] = ("no Gaussian posterior and prior to importance-sample" if not gaussian
                                                 else "k=0 importance samples")
@@ -228,6 +234,8 @@ def _latent_usage(model, encoded, skip):
 def _protocol(likelihood, dataset):
     if likelihood == "bernoulli":
         return "mnist5k-bin" if dataset == "mnist5k" else "test images thresholded at 0.5"
+    if likelihood == "logistic_mixture":
+        return "the test images' 8-bit levels, discretized logistic mixture (a probability mass: also in bits/dim)"
     return f"test images as they are, {likelihood} likelihood (a density: not comparable with Bernoulli NLLs)"
 
 
