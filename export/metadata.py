@@ -12,7 +12,9 @@ JSON-encoded string.
     num_codes     codebook size of a decoder that takes `codes` (VQ-VAE), else absent
     output_shape  [H, W, C] of one image
     inputs        [{"name", "dtype", "shape"}], latent first, shape without the batch axis
-    outputs       output names ("mean", and "logits" for Bernoulli likelihoods)
+    outputs       output names: "mean", and the likelihood's parameters (`zoo.likelihoods.parameters`)
+    likelihood    p(x|z): {"name"} (a name of `zoo.likelihoods.NAMES`), plus "scale" [C] for the
+                  per-channel Gaussian, whose scale is a weight rather than an output
     prior         p(z) over the latent input, or null (an autoencoder has none):
                   {"kind": "gaussian_mixture", "logits": [K], "loc": [K, D], "scale": [K, D]}
                   (N(0, I) is one component), or for codes
@@ -25,6 +27,7 @@ import tensorflow_probability as tfp
 
 import zoo
 from export.serving import input_specs
+from zoo import likelihoods
 from zoo.artifacts import RunError
 
 tfd = tfp.distributions
@@ -42,10 +45,19 @@ def decoder_facts(model, manifest, decoder):
         "inputs": specs,
         "outputs": sorted(decoder.output.keys()),
         "prior": prior_facts(model, specs[0]),
+        "likelihood": likelihood_facts(model),
         "zoo_version": zoo.__version__,
     }
     if "num_codes" in manifest.get("config", {}):
         facts["num_codes"] = int(manifest["config"]["num_codes"])
+    return facts
+
+
+def likelihood_facts(model):
+    """The likelihood's name, and what of its parameters the decoder does not output."""
+    facts = {"name": model.likelihood}
+    if getattr(model, "log_scale", None) is not None:
+        facts["scale"] = (np.exp(np.asarray(model.log_scale, np.float64)) + likelihoods.MIN_SCALE).tolist()
     return facts
 
 

@@ -10,10 +10,11 @@ import tensorflow as tf
 
 from export.codebook_lookup import CodebookLookup
 from export.one_hot import OneHot
+from zoo import likelihoods
 
 
 def serving_decoder(model):
-    """Returns the model's serving decoder: named inputs -> `{"mean"[, "logits"]}`.
+    """Returns the model's serving decoder: named inputs -> `{"mean", ...the likelihood's parameters}`.
 
     A model with a codebook (`num_codes`, the VQ-VAE) gets `codes_decoder`, every other model
     `latent_decoder`. A model whose decoder needs other inputs supplies its own by defining a
@@ -52,12 +53,10 @@ def codes_decoder(model):
 
 
 def _image_outputs(model, inputs, features):
-    """The backbone on `features`; `mean` is `sigmoid(raw)` for both likelihoods (Bernoulli logits,
-    or the Gaussian's squashed mean), `logits` is served for Bernoulli only, as in the SavedModel."""
-    raw = model.decoder(features)
-    outputs = {"mean": keras.ops.sigmoid(raw)}
-    if model.likelihood == "bernoulli":
-        outputs["logits"] = raw
+    """The backbone on `features`, then the likelihood's parameters (`zoo.likelihoods.parameters`):
+    `mean` in [0, 1] and what p(x|z) needs besides, as the SavedModel's `decode` serves them. A
+    per-channel Gaussian scale is a weight, not an output: the metadata carries it."""
+    outputs = likelihoods.parameters(model.decoder(features), model.likelihood, model.image_shape[-1])
     return keras.Model(inputs, outputs, name="serving_decoder")
 
 

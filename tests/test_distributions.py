@@ -40,28 +40,6 @@ def test_monte_carlo_kl_for_a_mixture_prior():
     np.testing.assert_allclose(p.log_prob(z), [np.log(np.mean(comp))], rtol=1e-5)
 
 
-def test_bernoulli_image_likelihood_by_hand():
-    logits = np.random.default_rng(0).normal(size=(2, 3, 3, 1)).astype(np.float32)
-    x = (np.random.default_rng(1).uniform(size=logits.shape) > 0.5).astype(np.float32)
-    px = dists.image_likelihood(logits, "bernoulli")
-    p = 1 / (1 + np.exp(-logits))
-    by_hand = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=(1, 2, 3))
-    np.testing.assert_allclose(px.log_prob(x), by_hand, rtol=1e-5)
-    out = dists.likelihood_outputs(px)
-    np.testing.assert_allclose(out["mean"], p, rtol=1e-6)
-    np.testing.assert_allclose(out["logits"], logits)
-
-
-def test_gaussian_image_likelihood_by_hand():
-    outputs = np.zeros((1, 2, 2, 1), np.float32)
-    px = dists.image_likelihood(outputs, "gaussian", log_scale=np.zeros(1, np.float32))
-    x = np.full((1, 2, 2, 1), 0.25, np.float32)
-    sigma = 1 + dists.MIN_SCALE
-    by_hand = 4 * (-0.5 * ((0.25 - 0.5) / sigma) ** 2 - np.log(sigma * np.sqrt(2 * np.pi)))
-    np.testing.assert_allclose(px.log_prob(x), [by_hand], rtol=1e-5)
-    assert "logits" not in dists.likelihood_outputs(px)
-
-
 def test_elbo_terms_match_a_hand_computation():
     """The VAE's loss is E_q[-log p(x|z)] + KL(q || p): check both parts at a fixed z."""
     model = zoo.create("vae", input_shape=(8, 8, 1), latent_dim=3, hidden=16)

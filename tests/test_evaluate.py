@@ -14,7 +14,7 @@ from scipy.stats import norm
 
 import zoo
 from conftest import write_run as finished_run
-from zoo import artifacts, classifier, data, distributions, evaluate, metrics, report
+from zoo import artifacts, classifier, data, evaluate, likelihoods, metrics, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = dict(k=10, max_images=60, ood_k=4, ood_size=12)  # evaluate_run settings that keep tests quick
@@ -215,7 +215,7 @@ def test_grey_images_are_scored_by_a_gaussian_model_as_they_are(tmp_path, mnist_
     model = zoo.load_model(out)
     x = mnist_small[1][0][:3]
     z = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
-    mean, scale = model.decode(z).mean().numpy(), np.exp(model.log_scale.numpy()) + distributions.MIN_SCALE
+    mean, scale = model.decode(z).mean().numpy(), np.exp(model.log_scale.numpy()) + likelihoods.MIN_SCALE
     expected = norm.logpdf(x, mean, scale).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(evaluate.model_functions(model)["log_likelihood"](x, z), expected, rtol=1e-4)
 

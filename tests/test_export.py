@@ -24,7 +24,6 @@ from export import formats, parity, pipeline
 from export.__main__ import main
 from export.runtime import load_decoder, sample_inputs
 from zoo import artifacts
-from zoo import distributions as dists
 from zoo.models.vae import VAE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -231,7 +230,7 @@ class CodesVAE(VAE):
     def serving_endpoints(self):
         codes = tf.TensorSpec([None, 2, 2], tf.int32, name="codes")
         lookup = lambda codes: tf.reshape(self.codebook(codes), [-1, self.latent_dim])
-        return {"decode": (lambda codes: dists.likelihood_outputs(self.decode(lookup(codes))), [codes])}
+        return {"decode": (lambda codes: {"mean": self.decode(lookup(codes)).mean()}, [codes])}
 
     def serving_decoder(self):
         codes = keras.Input((2, 2), dtype="int32", name="codes")

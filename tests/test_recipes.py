@@ -174,16 +174,16 @@ def test_beta_nan_exits_2_before_training(tmp_path):
 @pytest.mark.parametrize("dataset, expected", [("mnist5k", "bernoulli"), ("dsprites", "bernoulli"),
                                                ("digits", "gaussian")])
 def test_auto_likelihood_follows_the_pixels(dataset, expected):
-    from zoo import distributions
+    from zoo import likelihoods
 
     x = data.load(dataset, "train", **({"size": 200} if dataset == "dsprites" else {}))[0]
-    chosen, share = distributions.choose_likelihood(x)
-    assert chosen == expected and (share >= distributions.BINARY_SHARE) == (expected == "bernoulli")
-    assert distributions.choose_likelihood(x, "gaussian") == ("gaussian", share)  # asked for: kept
+    chosen, share = likelihoods.choose(x)
+    assert chosen == expected and (share >= likelihoods.BINARY_SHARE) == (expected == "bernoulli")
+    assert likelihoods.choose(x, "gaussian") == ("gaussian", share)  # asked for: kept
     grey = np.full((10, 4, 4, 1), 0.5, np.float32)
-    assert distributions.choose_likelihood(grey) == ("gaussian", 0.0)
-    black_and_white = np.repeat(np.round(x[:50]), 3, axis=-1)  # binary pixels, but in colour
-    assert distributions.choose_likelihood(black_and_white) == ("gaussian", 1.0)
+    assert likelihoods.choose(grey) == ("gaussian", 0.0)
+    black_and_white = np.repeat(np.round(x[:50]), 3, axis=-1)  # binary pixels, but in colour: 8-bit levels
+    assert likelihoods.choose(black_and_white) == ("logistic_mixture", 1.0)
 
 
 def test_epoch_lines_show_the_codebook_of_a_vq_vae():

@@ -15,7 +15,10 @@ from zoo import data, evaluate
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
 BINARIZE = ("dynamic", "threshold", "none")
-LIKELIHOODS = ("auto", "bernoulli", "gaussian")  # auto: `zoo.distributions.choose_likelihood`
+# auto: `zoo.likelihoods.choose`; the others are `zoo.likelihoods.NAMES` (a test keeps them equal)
+LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian_pixel", "logistic_mixture")
+BACKBONES = ("auto", "conv", "resnet")  # auto: `zoo.training.choose_networks`
+NORMS = ("none", "group", "weight")
 
 
 def _checked(convert, test, expected):
@@ -95,8 +98,9 @@ def build_parser(variant, description, defaults=None, extra_options=()):
                         help="fraction of the training images held out; the best weights on them are kept")
     parser.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience in epochs")
     parser.add_argument("--likelihood", choices=LIKELIHOODS, default="auto",
-                        help="p(x|z); auto: bernoulli when the training pixels are near-binary (at least 80%% "
-                             "within 0.1 of 0 or 1, as MNIST and dSprites), else gaussian")
+                        help="p(x|z); auto: bernoulli when grey training pixels are near-binary (at least 80%% "
+                             "within 0.1 of 0 or 1, as MNIST and dSprites), logistic_mixture (8-bit levels, "
+                             "bits/dim) for colour images, else gaussian")
     parser.add_argument("--binarize", choices=BINARIZE, default="dynamic",
                         help="Bernoulli models: sample binary pixels from grey levels each epoch (dynamic), "
                              "threshold them at 0.5, or train on grey levels (none)")
@@ -105,7 +109,14 @@ def build_parser(variant, description, defaults=None, extra_options=()):
                              "training (0 skips it); the README's figures use 500: "
                              "`python -m zoo.evaluate RUN_DIR --k 500`")
     parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
-    parser.add_argument("--width", type=POSITIVE_INT, default=64, help="filters of the first conv level")
+    parser.add_argument("--backbone", choices=BACKBONES, default="auto",
+                        help="encoder and decoder: strided convs, or pre-activation residual blocks; auto: resnet "
+                             "for colour images, conv for grey ones")
+    parser.add_argument("--width", type=POSITIVE_INT, default=None,
+                        help="filters of the first level, doubled per level up to 4x (default: 64 for conv, "
+                             "32 for resnet)")
+    parser.add_argument("--depth", type=POSITIVE_INT, default=1, help="residual blocks per resolution (resnet)")
+    parser.add_argument("--norm", choices=NORMS, default="none", help="normalisation in the residual blocks (resnet)")
     parser.add_argument("--dense-layers", type=COUNT, default=0,
                         help="hidden dense layers between the conv trunk and z, in encoder and decoder "
                              "(a broadcast decoder has none)")

@@ -1,4 +1,5 @@
-"""TFP distributions of the zoo, built from tensors: posteriors q(z|x), priors p(z), likelihoods p(x|z).
+"""TFP distributions of the zoo, built from tensors: posteriors q(z|x) and priors p(z) (the
+likelihoods p(x|z) are in `zoo.likelihoods`).
 
 Nothing here is a `tfp.layers` object (those are Keras 2): networks produce tensors, and these
 functions turn the tensors into `tfd` distributions inside `encode`, `decode` and `prior`.
@@ -12,9 +13,6 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 
 MIN_SCALE = 1e-4  # keeps softplus scales away from 0 so log-densities stay finite
-LIKELIHOODS = ("bernoulli", "gaussian")
-NEAR_BINARY = 0.1  # a pixel this close to 0 or 1 is near-binary
-BINARY_SHARE = 0.8  # the share of near-binary pixels from which "auto" picks a Bernoulli likelihood
 PRIORS = ("normal", "mog")
 
 
@@ -32,27 +30,6 @@ def point_mass(z):
 def standard_normal(latent_dim):
     """The N(0, I) prior."""
     return tfd.Independent(tfd.Normal(tf.zeros([latent_dim]), 1.0), reinterpreted_batch_ndims=1)
-
-
-def image_likelihood(outputs, likelihood, log_scale=None):
-    """p(x|z) over whole images (event shape H, W, C) from the decoder's raw outputs.
-
-    `bernoulli` reads the outputs as logits; `gaussian` reads `sigmoid(outputs)` as the mean and
-    `exp(log_scale)` (one learned value per channel) as the standard deviation.
-    """
-    if likelihood == "bernoulli":
-        pixels = tfd.Bernoulli(logits=outputs, dtype=tf.float32)
-    else:
-        pixels = tfd.Normal(tf.sigmoid(outputs), tf.exp(log_scale) + MIN_SCALE)
-    return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
-
-
-def likelihood_outputs(px):
-    """The `decode` signature's outputs: `mean` in [0, 1], and `logits` for Bernoulli pixels."""
-    outputs = {"mean": px.mean()}
-    if isinstance(px.distribution, tfd.Bernoulli):
-        outputs["logits"] = px.distribution.logits
-    return outputs
 
 
 def kl_divergence(q, p, z):
@@ -97,23 +74,3 @@ class MixturePrior(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim, "components": self.components}
-
-
-def choose_likelihood(x, likelihood="auto"):
-    """The likelihood for images `x` in [0, 1]: `likelihood`, or for "auto" Bernoulli when the pixels
-    are near-binary and Gaussian otherwise.
-
-    Near-binary: one channel, and at least `BINARY_SHARE` of the pixels within `NEAR_BINARY` of 0
-    or 1 (mnist5k 91%, dSprites 100%; scikit-learn's 8x8 digits, with 17 grey levels, 65%). A
-    Bernoulli model scores grey images thresholded at 0.5, which throws away what their grey
-    levels say; colour images are never binary (OpenMoji's flat colours on white: 80%).
-
-    Returns:
-        `(likelihood, share)`: the name, and the share of near-binary pixels (of at most 1,000
-        images spread over `x`).
-    """
-    sample = np.asarray(x[::max(1, len(x) // 1000)], np.float32)
-    share = float(np.mean(np.minimum(sample, 1 - sample) <= NEAR_BINARY))
-    if likelihood == "auto":
-        likelihood = "bernoulli" if share >= BINARY_SHARE and sample.shape[-1] == 1 else "gaussian"
-    return likelihood, share

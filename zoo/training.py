@@ -27,11 +27,12 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from zoo import artifacts, callbacks, data, distribute, distributions, evaluate
+from zoo import artifacts, callbacks, data, distribute, evaluate, likelihoods
 from zoo.cli import BINARIZE
 
 HISTORY = "history.csv"
 CHECKPOINTS, LOGS = artifacts.WORKING_DIRS
+WIDTHS = {"conv": 64, "resnet": 32}  # filters of the first level when --width is not given
 
 
 def open_data(cls, dataset, *, seed=0, print_fn=print, **source):
@@ -199,10 +200,11 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     steps_of = lambda split: int(np.ceil(split.count / batch_size))
     steps_per_epoch = steps_of(train_part)
     asked = model_options.pop("likelihood", "auto")
-    likelihood, share = distributions.choose_likelihood(train_part.arrays(limit=1000, seed=seed)[0], asked)
+    likelihood, share = likelihoods.choose(train_part.arrays(limit=1000, seed=seed)[0], asked)
     colour = ", colour images" if train_split.image_shape[-1] > 1 else ""
-    print_fn(f"likelihood: {likelihood} ({share:.0%} of the training pixels are within {distributions.NEAR_BINARY} "
+    print_fn(f"likelihood: {likelihood} ({share:.0%} of the training pixels are within {likelihoods.NEAR_BINARY} "
              f"of 0 or 1{colour}{'' if asked == 'auto' else '; set by --likelihood'})", flush=True)
+    model_options.update(choose_networks(train_split.image_shape, model_options, print_fn))
     model = build_model(variant, strategy, learning_rate=learning_rate, steps=epochs * steps_per_epoch,
                         clip_norm=clip_norm, mixed_precision=mixed_precision, input_shape=train_split.image_shape,
                         latent_dim=latent_dim, likelihood=likelihood, **model_options)
@@ -275,6 +277,21 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     manifest = artifacts.write_manifest(
         out, before_commit=lambda: shutil.rmtree(checkpoint.directory, ignore_errors=True), **fields)
     return manifest
+
+
+def choose_networks(image_shape, options, print_fn=print):
+    """The backbone and width for images of `image_shape`, where `options` leaves them to the data
+    ("auto" or None): the residual backbone at width 32 for colour images, the conv backbone at
+    width 64 for grey ones (see the README's backbone measurements)."""
+    backbone = options.get("backbone", "auto")
+    if backbone == "auto":
+        backbone = "resnet" if image_shape[-1] > 1 else "conv"
+    width = options.get("width") or WIDTHS[backbone]
+    chosen = {"backbone": backbone, "width": width}
+    print_fn(f"networks: {backbone} backbone, width {width}" + (f", depth {options.get('depth', 1)}, norm "
+                                                                f"{options.get('norm', 'none')}" if backbone == "resnet"
+                                                                else ""), flush=True)
+    return chosen
 
 
 def source_record(dataset, source, *splits):

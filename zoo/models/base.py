@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import distributions as dists
-from zoo import networks
+from zoo import likelihoods, networks
 
 
 class LatentVariableModel(keras.Model):
@@ -27,7 +27,9 @@ class LatentVariableModel(keras.Model):
         input_shape: image shape `(H, W, C)`.
         latent_dim: size of z.
         num_classes: classes of a conditional model, or None.
-        likelihood: "bernoulli" (binary or grey images) or "gaussian" (learned scale per channel).
+        likelihood: a name from `zoo.likelihoods.NAMES`: "bernoulli" (binary images), "gaussian"
+            (learned scale per channel), "gaussian_pixel" (scale per pixel) or "logistic_mixture"
+            (8-bit images: PixelCNN++'s discretized logistic mixture).
         prior: "normal" for N(0, I), or "mog" for a learned mixture of Gaussians.
         prior_components: mixture components of the "mog" prior.
         width: filters of the first conv level of the backbones.
@@ -35,19 +37,22 @@ class LatentVariableModel(keras.Model):
         dense_layers: hidden dense layers between a conv trunk and z (0; the beta-VAE papers use 2).
         broadcast_decoder: decode with a spatial broadcast decoder (`zoo.networks.decoder`), which
             keeps a sprite's x and y on latents of their own, instead of transposed convs.
+        backbone: "conv" (strided convs) or "resnet" (pre-activation residual blocks); see `zoo.networks`.
+        depth: residual blocks per resolution of the resnet backbone.
+        norm: normalisation in the residual blocks: "none", "group" or "weight".
     """
 
     metric_names = ("loss", "reconstruction", "kl")
     conditional = False  # True: the recipe passes the dataset's number of classes as `num_classes`
 
     def __init__(self, input_shape, latent_dim=16, num_classes=None, likelihood="bernoulli", prior="normal",
-                 prior_components=10, width=64, hidden=256, dense_layers=0, broadcast_decoder=False, **kwargs):
+                 prior_components=10, width=64, hidden=256, dense_layers=0, broadcast_decoder=False, backbone="conv",
+                 depth=1, norm="none", **kwargs):
         super().__init__(**kwargs)
         self.image_shape = _check_shape(input_shape)
         self.latent_dim = _check_positive("latent_dim", latent_dim)
         self.num_classes = None if num_classes is None else _check_positive("num_classes", num_classes)
-        if likelihood not in dists.LIKELIHOODS:
-            raise ValueError(f"Unknown likelihood '{likelihood}': expected one of {dists.LIKELIHOODS}.")
+        likelihoods.check(likelihood)
         if prior not in dists.PRIORS:
             raise ValueError(f"Unknown prior '{prior}': expected one of {dists.PRIORS}.")
         self.likelihood, self.prior_name, self.prior_components = likelihood, prior, int(prior_components)
@@ -56,6 +61,10 @@ class LatentVariableModel(keras.Model):
             raise ValueError(f"Expected dense_layers >= 0, received dense_layers={dense_layers}.")
         self.dense_layers = int(dense_layers)
         self.broadcast_decoder = bool(broadcast_decoder)
+        if backbone not in networks.BACKBONES or norm not in networks.NORMS:
+            raise ValueError(f"Unknown backbone '{backbone}' or norm '{norm}': expected a backbone from "
+                             f"{networks.BACKBONES} and a norm from {networks.NORMS}.")
+        self.backbone, self.depth, self.norm = backbone, _check_positive("depth", depth), norm
 
         self.encoder, self.decoder = self.make_networks()
         self.log_scale = (self.add_weight(shape=self.image_shape[-1:], initializer="zeros", name="log_scale")
@@ -71,11 +80,20 @@ class LatentVariableModel(keras.Model):
         """The encoder (images, plus label channels -> `encoder_units`) and decoder (z, plus label -> image)."""
         extra = self.num_classes or 0
         h, w, c = self.image_shape
-        sizes = dict(width=self.width, hidden=self.hidden, dense_layers=self.dense_layers)
-        encoder = networks.encoder((h, w, c + extra), self.encoder_units, **sizes)
-        decoder = networks.decoder(self.latent_dim + extra, self.image_shape, broadcast=self.broadcast_decoder,
-                                   **sizes)
+        encoder = networks.encoder((h, w, c + extra), self.encoder_units, **self.network_options())
+        decoder = networks.decoder(self.latent_dim + extra, self.output_shape(), broadcast=self.broadcast_decoder,
+                                   **self.network_options())
         return encoder, decoder
+
+    def network_options(self, dense=True):
+        """The backbone's sizes, as `zoo.networks`' builders take them."""
+        options = dict(backbone=self.backbone, width=self.width, hidden=self.hidden, depth=self.depth, norm=self.norm)
+        return {**options, "dense_layers": self.dense_layers} if dense else options
+
+    def output_shape(self):
+        """The decoder's raw output shape: the image's, with as many channels as the likelihood needs."""
+        h, w, c = self.image_shape
+        return h, w, likelihoods.output_channels(self.likelihood, c)
 
     @property
     def encoder_units(self):
@@ -96,13 +114,21 @@ class LatentVariableModel(keras.Model):
 
     def decode(self, z, labels=None):
         """Returns p(x|z) as a TFP distribution with batch shape [B] and event shape [H, W, C]."""
+        return self.likelihood_of(self.decoder_outputs(z, labels))
+
+    def likelihood_of(self, raw):
+        """p(x|z) from the decoder's raw outputs (see `zoo.likelihoods`)."""
+        return likelihoods.image_likelihood(raw, self.likelihood, self.image_shape[-1], self.log_scale)
+
+    def decoder_outputs(self, z, labels=None):
+        """The decoder's raw outputs for latents `z` (checked), with the label joined to z."""
         z = tf.convert_to_tensor(z, tf.float32)
         if z.shape.rank != 2 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"Expected latents of shape (batch, {self.latent_dim}), received {tuple(z.shape)}.")
         labels = self._check_labels(labels)
         if self.num_classes:
             z = tf.concat([z, tf.one_hot(labels, self.num_classes)], -1)
-        return dists.image_likelihood(self.decoder(z), self.likelihood, self.log_scale)
+        return self.decoder(z)
 
     def prior(self):
         """Returns p(z): N(0, I), or the learned mixture."""
@@ -187,7 +213,8 @@ class LatentVariableModel(keras.Model):
         return {"loc": q.mean(), "scale": q.stddev()}
 
     def serve_decode(self, z, labels=None):
-        return dists.likelihood_outputs(self.decode(z, labels))
+        return likelihoods.parameters(self.decoder_outputs(z, labels), self.likelihood, self.image_shape[-1],
+                                      self.log_scale)
 
     def serve_reconstruct(self, x, labels=None):
         return {"mean": self(x, labels)}
@@ -229,7 +256,8 @@ class LatentVariableModel(keras.Model):
         return {**super().get_config(), "input_shape": list(self.image_shape), "latent_dim": self.latent_dim,
                 "num_classes": self.num_classes, "likelihood": self.likelihood, "prior": self.prior_name,
                 "prior_components": self.prior_components, "width": self.width, "hidden": self.hidden,
-                "dense_layers": self.dense_layers, "broadcast_decoder": self.broadcast_decoder}
+                "dense_layers": self.dense_layers, "broadcast_decoder": self.broadcast_decoder,
+                "backbone": self.backbone, "depth": self.depth, "norm": self.norm}
 
 
 def _check_shape(shape):

@@ -4,7 +4,6 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from zoo import distributions as dists
 from zoo import networks
 from zoo.models.base import LatentVariableModel, _check_positive
 from zoo.registry import register
@@ -95,9 +94,9 @@ class VQVAE(LatentVariableModel):
 
     def make_networks(self):
         grid = networks.grid_shape(self.image_shape)
-        sizes = dict(width=self.width, hidden=self.hidden)
-        return (networks.spatial_encoder(self.image_shape, self.latent_dim, **sizes),
-                networks.spatial_decoder((*grid, self.latent_dim), self.image_shape, **sizes))
+        return (networks.spatial_encoder(self.image_shape, self.latent_dim, **self.network_options(dense=False)),
+                networks.spatial_decoder((*grid, self.latent_dim), self.output_shape(),
+                                         **self.network_options(dense=False)))
 
     # --- quantisation, q(z|x), p(x|z), p(z) ----------------------------------------------------
 
@@ -112,8 +111,9 @@ class VQVAE(LatentVariableModel):
         """q(z|x): all mass on the codes of the encoder's grid `params` (event shape `[h, w]`)."""
         return tfd.Independent(tfd.Deterministic(self.quantise(params)), reinterpreted_batch_ndims=2)
 
-    def decode(self, codes, labels=None):
-        """Returns p(x|z_q) for int codes `[B, h, w]`, each read as its codebook vector."""
+    def decoder_outputs(self, codes, labels=None):
+        """The decoder's raw outputs for int codes `[B, h, w]`, each read as its codebook vector, so
+        that `decode(codes)` is p(x|z_q)."""
         codes = tf.convert_to_tensor(codes)
         if codes.dtype.is_floating or codes.shape.rank != 3 or tuple(codes.shape[1:]) != self.grid_shape:
             raise ValueError(f"Expected integer codes of shape (batch, {self.grid_shape[0]}, {self.grid_shape[1]}), "
@@ -122,10 +122,7 @@ class VQVAE(LatentVariableModel):
             low, high = int(tf.reduce_min(codes)), int(tf.reduce_max(codes))
             if low < 0 or high >= self.num_codes:
                 raise ValueError(f"Codes must lie in [0, {self.num_codes - 1}], received [{low}, {high}].")
-        return self._likelihood(tf.gather(self.codebook, tf.cast(codes, tf.int32)))
-
-    def _likelihood(self, vectors):
-        return dists.image_likelihood(self.decoder(vectors), self.likelihood, self.log_scale)
+        return self.decoder(tf.gather(self.codebook, tf.cast(codes, tf.int32)))
 
     def prior(self):
         """p(z): an independent categorical over codes at each grid position (event shape `[h, w]`)."""
@@ -145,7 +142,8 @@ class VQVAE(LatentVariableModel):
         z_e = self.encoder(x)
         codes = self.quantise(z_e)
         z_q = tf.gather(self.codebook, codes)
-        reconstruction = -self._likelihood(z_e + tf.stop_gradient(z_q - z_e)).log_prob(x)  # straight through
+        straight_through = z_e + tf.stop_gradient(z_q - z_e)  # decodes z_q, passes gradients to z_e
+        reconstruction = -self.likelihood_of(self.decoder(straight_through)).log_prob(x)
         commitment = tf.reduce_sum(tf.square(z_e - tf.stop_gradient(z_q)), [1, 2, 3])
         codebook = 0.0 if self.ema else tf.reduce_sum(tf.square(tf.stop_gradient(z_e) - z_q), [1, 2, 3])
         if training:
