@@ -14,6 +14,7 @@ What applies:
   likelihoods (`zoo.likelihoods.DISCRETE`) also in bits per dimension;
 - dSprites runs: MIG and the beta-VAE score against the ground-truth factors;
 - conditional models: conditional accuracy, judged by the cached `zoo.classifier`;
+- conditional models on openmoji: restyle errors on the pairs "same emoji, other tone" (`restyle_metrics`);
 - VQ-VAEs (models with `num_codes`): perplexity and codebook usage;
 - outlier detection: AUROC of -log p(x) (or of the reconstruction error when there is no
   likelihood to estimate) between test images and out-of-distribution sets.
@@ -30,6 +31,10 @@ from zoo.likelihoods import DISCRETE
 OOD_SOURCES = ("mnist5k", "dsprites", "digits")
 SAME_DATA = {"mnist": "mnist5k"}  # datasets whose images are those of an OOD source
 CONDITIONAL_SAMPLES = 100  # per class
+# A pixel "changes" between two tones of an emoji when |x_i - x_j| summed over RGB exceeds this: skin
+# and hair, 13% of the test pairs' pixels, leaving out the faint anti-aliasing at the outlines (15% at 0).
+RESTYLE_THRESHOLD = 0.1
+RESTYLE_ROWS = 6  # inputs restyle.png shows for openmoji
 
 
 def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, print_fn=print):
@@ -96,6 +101,18 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
     else:
         skip["conditional_accuracy"] = "not a conditional model"
 
+    if dataset == "openmoji" and hasattr(model, "restyle"):
+        pairs, reason = openmoji_pairs(x, y)
+        if reason:
+            skip["restyle_mae"] = reason
+        else:
+            with timed(f"restyles ({len(pairs)} pairs: same emoji, other tone)", print_fn):
+                out.update(restyle_metrics(model, x, y, pairs, data.OPENMOJI_CLASSES,
+                                           batch_size=evaluate.scaled_batch(1024, x.shape[1:])))
+            out["restyle_examples"] = restyle_examples(data.openmoji_groups("test"))
+    else:
+        skip["restyle_mae"] = "not a conditional model on openmoji (the dataset with known restyle pairs)"
+
     if discrete:
         stats = metrics.codebook_stats(encoded["codes"], model.num_codes)
         out.update({key: stats[key] for key in ("perplexity", "codebook_usage", "codes_used")})
@@ -139,6 +156,70 @@ def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, 
     return {"conditional_accuracy": float(np.mean(correct)),
             "conditional_accuracy_per_class": correct.reshape(model.num_classes, per_class).mean(1).round(3).tolist(),
             "classifier_test_accuracy": info["test_accuracy"]}
+
+
+def openmoji_pairs(x, y):
+    """`(pairs, None)`: openmoji's test pairs (`zoo.data.openmoji_pairs`), which index the test
+    split in catalog order, when `(x, y)` is that split at 64x64x3; else `(None, reason)`."""
+    from zoo.data import openmoji
+
+    table = openmoji.catalog()
+    tones = table.tones[table.split("test")]
+    if len(y) != len(tones) or not np.array_equal(y, tones):
+        return None, (f"the {len(y)} test images read are not openmoji's {len(tones)} test images in order, "
+                      "which the restyle pairs index")
+    size = openmoji.IMAGE_SIZE
+    if x.shape[1:] != (size, size, 3):
+        return None, f"images read at {x.shape[1:]}, not at the {size}x{size}x3 the restyle errors are given for"
+    return data.openmoji_pairs("test"), None
+
+
+def restyle_errors(restyled, copies, targets, threshold=RESTYLE_THRESHOLD):
+    """Per pair, the mean absolute error to the target of the restyled image and of the unchanged
+    input (the copy), over the whole image and over the pixels that change between input and
+    target (|copy - target| summed over channels > `threshold`): a restyle that only redraws the
+    input scores the copy's error, and the changed pixels show whether the colour moved.
+
+    Returns:
+        A dict of `[P]` arrays: `restyle_image`, `copy_image`, `restyle_changed`, `copy_changed`
+        (NaN for a pair without changed pixels) and `changed_fraction`.
+    """
+    restyled, copies, targets = (np.asarray(a, np.float64) for a in (restyled, copies, targets))
+    changed = np.abs(copies - targets).sum(-1) > threshold
+    count = changed.sum((1, 2))
+    out = {"changed_fraction": count / changed[0].size}
+    for name, images in (("restyle", restyled), ("copy", copies)):
+        error = np.abs(images - targets).mean(-1)
+        out[f"{name}_image"] = error.mean((1, 2))
+        with np.errstate(invalid="ignore"):
+            out[f"{name}_changed"] = (error * changed).sum((1, 2)) / count
+    return out
+
+
+def restyle_metrics(model, x, y, pairs, class_names, batch_size=64, threshold=RESTYLE_THRESHOLD):
+    """How well `model.restyle` turns x[i] into x[j] for each pair `(i, j)` (same emoji, tones
+    y[i] != y[j]): `restyle_errors` averaged over the pairs, overall and per target tone."""
+    parts = []
+    for start in range(0, len(pairs), batch_size):
+        i, j = pairs[start:start + batch_size].T
+        restyled = model.restyle(x[i], y[i].astype(np.int32), y[j].astype(np.int32)).numpy()
+        parts.append(restyle_errors(restyled, x[i], x[j], threshold))
+    errors = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    means = lambda at: {f"{who}_mae_{where}": round(float(np.nanmean(errors[f"{who}_{where}"][at])), 4)
+                        for where in ("changed", "image") for who in ("restyle", "copy")}
+    tones = y[pairs[:, 1]]
+    return {**means(slice(None)), "restyle_pairs": len(pairs), "restyle_threshold": threshold,
+            "restyle_changed_fraction": round(float(errors["changed_fraction"].mean()), 4),
+            "restyle_per_tone": {class_names[t]: {"pairs": int(np.sum(tones == t)), **means(tones == t)}
+                                 for t in np.unique(tones)}}
+
+
+def restyle_examples(groups, rows=RESTYLE_ROWS):
+    """Test indices of `rows` different toned emoji for restyle.png, the r-th in tone r mod 6
+    (`groups` as `zoo.data.openmoji_groups` gives them)."""
+    picked = groups[np.linspace(0, len(groups) - 1, min(rows, len(groups))).astype(int)]
+    return [int(row[r % groups.shape[1]]) if row[r % groups.shape[1]] >= 0 else int(row[row >= 0][0])
+            for r, row in enumerate(picked)]
 
 
 def outlier_detection(model, fns, x, dataset, settings, likelihood_ok, batch_size, print_fn=print):
@@ -198,6 +279,9 @@ def table(results):
             value = f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
         elif isinstance(value, list):
             value = " ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            rows += [(f"{key} {name}", " ".join(f"{k}={v:g}" for k, v in part.items())) for name, part in value.items()]
+            continue
         elif isinstance(value, dict):
             value = " ".join(f"{k}={v:.2f}" for k, v in value.items())
         rows.append((key, str(value)))

@@ -127,7 +127,7 @@ def save(fig, path):
 
 
 def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code_counts=None, history=None, name="",
-             seed=0, class_names=None):
+             seed=0, class_names=None, restyle_rows=None):
     """Writes every picture that applies to `model` into `folder`; returns the file names.
 
     Grey (C = 1) and colour (C = 3) images alike.
@@ -144,6 +144,8 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code
         name: what the titles call the model (e.g. "vae on mnist5k").
         class_names: the name of each class id (the run manifest's `dataset.class_names`), for the
             rows of a conditional model and the latent map's legend; None shows the ids.
+        restyle_rows: indices into `x` of the inputs `restyle.png` redraws in every class (a
+            conditional model's); None takes the first test image of each class, 6 at most.
 
     Raises:
         ValueError: `class_names` does not name each of the model's classes.
@@ -171,6 +173,8 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code
             grid, model.num_classes, 10, f"Class-conditional samples, {name}: one row per class, one z per column",
             row_labels=[called(c) for c in range(model.num_classes)], ylabel="class",
             xlabel="z ~ p(z), shared by the column")
+        if hasattr(model, "restyle") and np.ndim(y) == 1:
+            figures["restyle.png"] = restyle_figure(model, x, labels, restyle_rows, name, called)
     elif model.has_prior or hasattr(model, "num_codes"):
         figures["samples.png"] = grid_figure(model.sample(64, seed=seed).numpy(), 8, 8,
                                              f"Samples, {name}: z ~ p(z), mean of p(x|z)")
@@ -188,6 +192,24 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code
     for filename, fig in figures.items():
         save(fig, os.path.join(folder, filename))
     return sorted(figures)
+
+
+def restyle_figure(model, x, labels, rows, name, called):
+    """A conditional model's restyles: each row one test input, then its latent E[z|x, y] decoded
+    with each label in turn; `rows` are the inputs' indices (None: the first of each class)."""
+    if rows is None:
+        rows = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)[:6]]
+    rows, classes = np.asarray(rows, np.int64), model.num_classes
+    if not len(rows):
+        raise ValueError("Expected at least one test image to restyle, received none.")
+    restyled = model.restyle(np.repeat(x[rows], classes, 0), np.repeat(labels[rows], classes),
+                             np.tile(np.arange(classes, dtype=np.int32), len(rows))).numpy()
+    images = np.concatenate([x[rows, None], restyled.reshape(len(rows), classes, *x.shape[1:])], 1)
+    return grid_figure(
+        images.reshape(-1, *x.shape[1:]), len(rows), classes + 1,
+        f"Restyles, {name}: each test input's latent E[z|x, y] decoded with each label",
+        row_labels=[called(c) for c in labels[rows]], col_labels=["input"] + [called(c) for c in range(classes)],
+        ylabel="class of the input", xlabel="decoded with the label")
 
 
 def _latent_figures(model, decode, x, y, labels, means, kl, main_factor, name, called, class_names):
