@@ -49,6 +49,16 @@ def test_the_mixture_log_prob_matches_a_hand_computation():
     np.testing.assert_allclose(pixel.log_prob((levels / 255 + 0.3 / 255).astype(np.float32)), by_hand, rtol=1e-4)
 
 
+def test_the_closed_form_equals_tfps_quantized_logistic_mixture():
+    logits, loc, scale = mixture_params(seed=3, pixels=64, k=4, c=3)
+    pixel = likelihoods.DiscretizedLogisticMixture(logits, loc, scale)
+    levels = np.random.default_rng(4).integers(0, 256, size=(64, 3))
+    levels[:3] = [[0, 255, 128], [255, 0, 1], [254, 0, 255]]  # the outer bins
+    x = (levels / 255).astype(np.float32)
+    np.testing.assert_allclose(pixel.log_prob(x), pixel.levels().log_prob(levels.astype(np.float32)), rtol=1e-4,
+                               atol=1e-4)
+
+
 def test_the_mixture_stays_finite_far_in_the_tails():
     loc = np.array([[[26]], [[230]], [[128]]], np.float32) / 255  # on levels, at the narrowest scale
     pixel = likelihoods.DiscretizedLogisticMixture(np.zeros([3, 1], np.float32), loc,

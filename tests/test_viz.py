@@ -67,7 +67,7 @@ def tiny(name, latent_dim=2):
 @pytest.mark.parametrize("name, latent_dim, expected", [
     ("vae", 2, {"samples", "manifold", "latent_map"}),
     ("vae", 5, {"samples", "latent_map"}),
-    ("cvae", 3, {"class_grid", "latent_map"}),
+    ("cvae", 3, {"class_grid", "latent_map", "restyle"}),
     ("ae", 3, {"latent_map"}),
 ])
 def test_draw_run_draws_what_applies(tmp_path, mnist_small, name, latent_dim, expected):
@@ -94,7 +94,7 @@ def reddened(name, num_classes=None):
 
 @pytest.mark.parametrize("name, expected", [
     ("vae", {"samples", "manifold"}),
-    ("cvae", {"class_grid", "manifold"}),
+    ("cvae", {"class_grid", "manifold", "restyle"}),
 ])
 def test_draw_run_draws_colour_runs_in_colour(tmp_path, monkeypatch, name, expected):
     rng = np.random.default_rng(0)

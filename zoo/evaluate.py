@@ -262,7 +262,8 @@ def write_evaluation(run_dir, model, manifest, settings, *, pictures=True, batch
                                  main_factor=results.get("main_factor"),
                                  code_counts=results.get("code_counts"), history=os.path.join(run_dir, HISTORY),
                                  name=f"{manifest.get('variant', model.name)} on {os.path.basename(dataset)}",
-                                 seed=settings["seed"], class_names=described.get("class_names"))
+                                 seed=settings["seed"], class_names=described.get("class_names"),
+                                 restyle_rows=results.get("restyle_examples"))
     results["pictures"] = [f"{PICTURES_DIR}/{p}" for p in drawn]
 
     artifacts.write_json_atomic(os.path.join(run_dir, METRICS_FILE), results)
