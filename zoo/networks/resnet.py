@@ -2,9 +2,8 @@
 
 A block is norm -> swish -> conv3x3 -> norm -> swish -> conv3x3 plus the identity (a 1x1
 projection when the block changes the channels). The encoder's stem is a stride-2 3x3 conv, so no
-block runs at full resolution; each level's
-first block widens to `_filters(level)` and a stride-2 3x3 conv leads to the next level. The
-decoder mirrors it: each level's last block narrows to the next level's filters, then nearest
+block runs at full resolution; each level's first block widens to `_filters(level)` and a
+stride-2 3x3 conv leads to the next level. The decoder mirrors it: each level's last block narrows to the next level's filters, then nearest
 upsampling and a 3x3 conv (not Conv2DTranspose, which is slow in ONNX Runtime); at full resolution
 only a 3x3 conv of `width` filters and a 1x1 conv to the output channels, so that a likelihood
 with many parameters per pixel costs little. The levels are the conv backbone's (`_levels`).
@@ -128,6 +127,16 @@ class WeightNormConv2D(layers.Conv2D):
     def build(self, input_shape):
         super().build(input_shape)
         self.gain = self.add_weight(shape=(self.filters,), initializer="ones", name="gain")
+
+    def save_own_variables(self, store):
+        """Conv2D saves its kernel and bias alone (as "0" and "1"); the gain follows them."""
+        super().save_own_variables(store)
+        if self.built:
+            store[str(len(store))] = self.gain
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        self.gain.assign(store[str(len(store) - 1)])
 
     def convolution_op(self, inputs, kernel):
         """conv(x, v) * gain / ||v||: the same as conv(x, gain * v / ||v||), since the scale is per
