@@ -128,7 +128,8 @@ def test_unknown_options_are_refused(options, message):
 
 @pytest.mark.parametrize("backbone", networks.BACKBONES)
 def test_sides_that_do_not_divide_are_refused(backbone):
-    with pytest.raises(ValueError, match=r"divisible by 8 \(3 stride-2 levels for the shorter side 32\), received 32x36"):
+    message = r"divisible by 8 \(3 stride-2 levels for the shorter side 32\), received 32x36"
+    with pytest.raises(ValueError, match=message):
         networks.decoder(4, (32, 36, 1), backbone=backbone, width=8)
     with pytest.raises(ValueError, match="divisible by 16"):
         networks.encoder((64, 72, 3), 4, backbone=backbone, width=8)
@@ -138,8 +139,9 @@ def test_sides_that_do_not_divide_are_refused(backbone):
 
 @pytest.fixture(scope="module")
 def exported_decoder(tmp_path_factory):
-    """A resnet decoder with group norm (and one with weight norm) and its latents, for the export tests."""
-    nets = {norm: networks.decoder(4, (32, 32, 21), **resnet(norm=norm, dense_layers=1)) for norm in ("group", "weight")}
+    """Resnet decoders with group and with weight norm, and their latents, for the export tests."""
+    nets = {norm: networks.decoder(4, (32, 32, 21), **resnet(norm=norm, dense_layers=1))
+            for norm in ("group", "weight")}
     for net in nets.values():  # trained-looking weights: gains and biases away from 1 and 0
         rng = np.random.default_rng(0)
         net.set_weights([w + 0.1 * rng.normal(size=w.shape).astype(np.float32) for w in net.get_weights()])

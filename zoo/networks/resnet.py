@@ -3,10 +3,11 @@
 A block is norm -> swish -> conv3x3 -> norm -> swish -> conv3x3 plus the identity (a 1x1
 projection when the block changes the channels). The encoder's stem is a stride-2 3x3 conv, so no
 block runs at full resolution; each level's first block widens to `_filters(level)` and a
-stride-2 3x3 conv leads to the next level. The decoder mirrors it: each level's last block narrows to the next level's filters, then nearest
-upsampling and a 3x3 conv (not Conv2DTranspose, which is slow in ONNX Runtime); at full resolution
-only a 3x3 conv of `width` filters and a 1x1 conv to the output channels, so that a likelihood
-with many parameters per pixel costs little. The levels are the conv backbone's (`_levels`).
+stride-2 3x3 conv leads to the next level. The decoder mirrors it: each level's last block
+narrows to the next level's filters, then nearest upsampling and a 3x3 conv (not
+Conv2DTranspose, which is slow in ONNX Runtime); at full resolution only a 3x3 conv of `width`
+filters and a 1x1 conv to the output channels, so that a likelihood with many parameters per
+pixel costs little. The levels are the conv backbone's (`_levels`).
 
 Norms: "none"; "group" (GroupNormalization, up to 8 groups); "weight" (weight normalisation,
 Salimans & Kingma 2016: every conv's kernel is `gain * v / ||v||` per output filter,
