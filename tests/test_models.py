@@ -43,6 +43,20 @@ def test_shapes_per_backbone(name, shape):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_every_variant_takes_the_resnet_backbone_and_the_colour_likelihood(name):
+    """Residual networks and the logistic mixture on 8-bit colour images, in every variant."""
+    shape = (32, 32, 3)
+    model = build(name, shape, backbone="resnet", likelihood="logistic_mixture")
+    x, labels = np.round(images(shape) * 255) / 255, labels_for(model)
+    terms = model.loss_terms(x, labels)
+    assert np.isfinite(terms["loss"].numpy()) and terms["reconstruction"].numpy() > 0
+    assert model(x, labels).shape == (4, *shape)
+    served = model.serve_decode(model.serve_encode(x, labels).get("codes", model.encode(x, labels).mean()), labels)
+    assert {"mean", "mixture_logits", "loc", "scale"} <= set(served)
+    assert model.get_config()["backbone"] == "resnet"
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_train_step_reports_the_loss_terms(name, mnist_small):
     from zoo import data
 

@@ -42,6 +42,31 @@ def test_a_folder_of_classes_trains_a_conditional_run_that_names_them(folder, tm
     assert manifest["dataset"]["train"] + manifest["dataset"]["validation"] + manifest["dataset"]["test"] == 36
 
 
+def test_colour_images_end_to_end_with_the_colour_defaults(folder, tmp_path, capsys):
+    """A colour folder with no likelihood or backbone flag: the logistic mixture on a residual
+    backbone, bits/dim and PSNR in the manifest, and decoders that export with parity."""
+    from export import pipeline
+    from export.runtime import load_decoder
+
+    out = tmp_path / "run"
+    flags = ["--latent-dim", "2", "--epochs", "2", "--nll-samples", "2", "--image-size", "32"]
+    assert cli.main("vae", "", ["--dataset", str(folder), *flags, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "likelihood: logistic_mixture" in printed and "networks: resnet backbone, width 32" in printed
+    manifest = artifacts.verify_run(str(out))
+    assert manifest["config"]["likelihood"] == "logistic_mixture" and manifest["config"]["backbone"] == "resnet"
+    metrics = manifest["metrics"]
+    nll = metrics["test_nll_logistic_mixture_k2"]  # nats of a mass over 8-bit levels: positive
+    assert nll > 0 and metrics["test_bits_per_dim_logistic_mixture_k2"] == pytest.approx(nll / (32 * 32 * 3 * np.log(2)))
+    assert metrics["test_psnr"] > 0
+    report = pipeline.export_run(str(out), "onnx,tflite", print_fn=lambda *a, **k: None)
+    assert all(entry["passed"] for entry in report.values())
+    decoder = load_decoder(out / "decoder.onnx")
+    assert decoder.facts["likelihood"] == {"name": "logistic_mixture"}
+    images = decoder.generate(3, seed=0)
+    assert images.shape == (3, 32, 32, 3) and 0 <= images.min() <= images.max() <= 1
+
+
 def test_a_flat_folder_is_refused_by_a_conditional_model(tmp_path, capsys):
     flat = tmp_path / "flat"
     write_folder(tmp_path / "classes")
