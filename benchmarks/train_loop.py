@@ -17,13 +17,15 @@ Prints a markdown table of images/s (median over the timed epochs) and one of ne
 
 import argparse
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 import common
 import zoo
-from zoo import data, distributions, networks
+
+tf = zoo.import_tensorflow()  # quietly, before Keras loads it
+import keras  # noqa: E402
+
+from zoo import data, distributions, networks  # noqa: E402
 
 
 class PlainVAE(keras.Model):

@@ -130,7 +130,7 @@ def test_auto_picks_the_mixture_for_colour_and_unknown_names_are_refused():
     assert cli.LIKELIHOODS == ("auto", *likelihoods.NAMES)
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian_pixel", "logistic_mixture"])
+@pytest.mark.parametrize("likelihood", ["gaussian_pixel", "logistic", "logistic_mixture"])
 def test_a_model_trains_and_serves_each_likelihood(likelihood):
     """One training step on 8-bit colour images lowers nothing to NaN, and the decode signature
     serves the mean in [0, 1] with the parameters."""
@@ -145,4 +145,6 @@ def test_a_model_trains_and_serves_each_likelihood(likelihood):
     assert served["mean"].shape == (2, 16, 16, 3) and 0 <= served["mean"].numpy().min() <= served["mean"].numpy().max() <= 1
     assert set(served) == ({"mean", "scale"} if likelihood == "gaussian_pixel" else
                            {"mean", "mixture_logits", "loc", "scale"})
+    if likelihood == "logistic":  # one component
+        assert served["mixture_logits"].shape == (2, 16, 16, 1) and served["loc"].shape == (2, 16, 16, 1, 3)
     np.testing.assert_allclose(served["mean"], model.decode(tf.zeros([2, 2])).mean(), rtol=1e-5, atol=1e-6)

@@ -16,7 +16,7 @@ from zoo import data, evaluate
 STRATEGIES = ("auto", "mirrored", "multiworker")
 BINARIZE = ("dynamic", "threshold", "none")
 # auto: `zoo.likelihoods.choose`; the others are `zoo.likelihoods.NAMES` (a test keeps them equal)
-LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian_pixel", "logistic_mixture")
+LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian_pixel", "logistic", "logistic_mixture")
 BACKBONES = ("auto", "conv", "resnet")  # auto: `zoo.training.choose_networks`
 NORMS = ("none", "group", "weight")
 

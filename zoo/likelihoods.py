@@ -6,6 +6,8 @@ parameters served from it, and the TFP distribution that scores images in [0, 1]
     gaussian_pixel    mean and scale per pixel and channel (2C channels): a density on [0, 1]
     logistic_mixture  PixelCNN++'s discretized logistic mixture over the 256 levels of 8-bit
                       pixels (K(1 + 2C) channels): a probability mass, in nats and bits/dim
+    logistic          the same with one component (1 + 2C channels): a unimodal discretized
+                      logistic per channel
 
 `parameters` is written with `keras.ops`, so the same function gives the SavedModel's `decode`
 outputs and the exported decoders' (`export.serving`); `distribution` turns them into TFP.
@@ -18,8 +20,8 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
-NAMES = ("bernoulli", "gaussian", "gaussian_pixel", "logistic_mixture")
-DISCRETE = ("bernoulli", "logistic_mixture")  # probability masses: their NLLs convert to bits/dim
+NAMES = ("bernoulli", "gaussian", "gaussian_pixel", "logistic", "logistic_mixture")
+DISCRETE = ("bernoulli", "logistic", "logistic_mixture")  # probability masses: their NLLs convert to bits/dim
 COMPONENTS = 5  # mixture components of `logistic_mixture` (PixelCNN++ uses 10 on CIFAR-10)
 LEVELS = 256  # values of an 8-bit pixel
 MIN_SCALE = 1e-4  # keeps Gaussian scales away from 0 so log-densities stay finite
@@ -58,7 +60,7 @@ def choose(x, likelihood="auto"):
 def output_channels(likelihood, channels, components=COMPONENTS):
     """How many channels the decoder outputs per pixel for `likelihood` on images of `channels`."""
     check(likelihood)
-    return {"gaussian_pixel": 2 * channels,
+    return {"gaussian_pixel": 2 * channels, "logistic": 1 + 2 * channels,
             "logistic_mixture": components * (1 + 2 * channels)}.get(likelihood, channels)
 
 
@@ -69,7 +71,8 @@ def parameters(raw, likelihood, channels, log_scale=None):
     - bernoulli: `logits` `[B, H, W, C]`;
     - gaussian: `scale` `[C]`, one per channel (only when `log_scale`, the model's weight, is given);
     - gaussian_pixel: `scale` `[B, H, W, C]`;
-    - logistic_mixture: `mixture_logits` `[B, H, W, K]`, and `loc` and `scale` `[B, H, W, K, C]`
+    - logistic_mixture, and logistic with K = 1: `mixture_logits` `[B, H, W, K]`, and `loc` and
+      `scale` `[B, H, W, K, C]`
       on the [0, 1] scale of the pixels (a level is 1/255 wide). `mean` is the mixture's mean
       with each component's location clipped to [0, 1].
     """
@@ -90,9 +93,10 @@ def parameters(raw, likelihood, channels, log_scale=None):
     logits = raw[..., :k]
     loc = ops.reshape(raw[..., k:k * (1 + channels)], (-1, h, w, k, channels)) + 0.5
     scale = ops.softplus(ops.reshape(raw[..., k * (1 + channels):], (-1, h, w, k, channels))) + MIN_LOGISTIC_SCALE
-    weights = ops.expand_dims(ops.softmax(logits, axis=-1), -1)
-    return {"mean": ops.sum(weights * ops.clip(loc, 0.0, 1.0), axis=-2), "mixture_logits": logits, "loc": loc,
-            "scale": scale}
+    mean = ops.clip(loc, 0.0, 1.0)[..., 0, :]  # one component: its location
+    if k > 1:
+        mean = ops.sum(ops.expand_dims(ops.softmax(logits, axis=-1), -1) * ops.clip(loc, 0.0, 1.0), axis=-2)
+    return {"mean": mean, "mixture_logits": logits, "loc": loc, "scale": scale}
 
 
 def distribution(params, likelihood):
@@ -100,7 +104,7 @@ def distribution(params, likelihood):
     check(likelihood)
     if likelihood == "bernoulli":
         pixels = tfd.Bernoulli(logits=params["logits"], dtype=tf.float32)
-    elif likelihood == "logistic_mixture":
+    elif likelihood in ("logistic", "logistic_mixture"):
         pixels = DiscretizedLogisticMixture(params["mixture_logits"], params["loc"], params["scale"])
         return tfd.Independent(pixels, reinterpreted_batch_ndims=2)  # its event is already [C]
     else:

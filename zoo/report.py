@@ -318,8 +318,8 @@ def _latent_usage(model, encoded, skip):
 def _protocol(likelihood, dataset):
     if likelihood == "bernoulli":
         return "mnist5k-bin" if dataset == "mnist5k" else "test images thresholded at 0.5"
-    if likelihood == "logistic_mixture":
-        return "the test images' 8-bit levels, discretized logistic mixture (a probability mass: also in bits/dim)"
+    if likelihood in ("logistic", "logistic_mixture"):
+        return f"the test images' 8-bit levels, discretized {likelihood.replace('_', ' ')} (a mass: also in bits/dim)"
     return f"test images as they are, {likelihood} likelihood (a density: not comparable with Bernoulli NLLs)"
 
 
