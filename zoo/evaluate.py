@@ -25,7 +25,7 @@ from zoo.files import atomic_folder
 METRICS_FILE = "metrics.json"
 PICTURES_DIR = "pictures"
 # Default settings, also those of the recipes' evaluation at the end of training: on the README's
-# main command (cvae, mnist5k) they take about 40 s after 2 min 15 s of training. The README's
+# main command (cvae, mnist5k) they take about 30 s after 2 min of training. The README's
 # likelihood figures use --k 500.
 K, MAX_IMAGES, OOD_K, OOD_SIZE = 100, 1000, 20, 500
 # Test images an evaluation reads into memory at most (a seeded subset of larger test splits): a
