@@ -45,7 +45,8 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent("""
     for name, strategy in (("one", one), ("mirrored", mirrored)):
         out = f"{sys.argv[2]}/{name}"
         manifest = training.train("ae", out=out, dataset=sys.argv[1], epochs=1, latent_dim=4, width=8, nll_samples=0,
-                                  binarize="threshold", strategy=strategy, print_fn=lambda *a, **k: None)
+                                  backbone="conv", binarize="threshold", strategy=strategy,
+                                  print_fn=lambda *a, **k: None)  # the networks of part 1
         histories[name] = {"history": open(f"{out}/history.csv").read(),
                            **{k: manifest["training"][k] for k in ("replicas", "strategy")}}
     print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "step_error": step_error,
