@@ -57,7 +57,7 @@ def likelihood_facts(model):
     """The likelihood's name, and what of its parameters the decoder does not output."""
     facts = {"name": model.likelihood}
     if getattr(model, "log_scale", None) is not None:
-        facts["scale"] = (np.exp(np.asarray(model.log_scale, np.float64)) + likelihoods.MIN_SCALE).tolist()
+        facts["scale"] = np.asarray(likelihoods.channel_scale(model.log_scale), np.float64).tolist()
     return facts
 
 

@@ -18,13 +18,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from zoo.distributions import MIN_SCALE  # also the Gaussian likelihood's scale floor
+
 tfd = tfp.distributions
 
 NAMES = ("bernoulli", "gaussian", "gaussian_pixel", "logistic", "logistic_mixture")
 DISCRETE = ("bernoulli", "logistic", "logistic_mixture")  # probability masses: their NLLs convert to bits/dim
 COMPONENTS = 5  # mixture components of `logistic_mixture` (PixelCNN++ uses 10 on CIFAR-10)
 LEVELS = 256  # values of an 8-bit pixel
-MIN_SCALE = 1e-4  # keeps Gaussian scales away from 0 so log-densities stay finite
 MIN_PIXEL_SCALE = 1e-3  # a per-pixel Gaussian scale floor: flat backgrounds would otherwise collapse
 MIN_LOGISTIC_SCALE = 0.1 / (LEVELS - 1)  # a tenth of a level, near PixelCNN++'s exp(-7) on [-1, 1]
 NEAR_BINARY = 0.1  # a pixel this close to 0 or 1 is near-binary
@@ -72,9 +73,8 @@ def parameters(raw, likelihood, channels, log_scale=None):
     - gaussian: `scale` `[C]`, one per channel (only when `log_scale`, the model's weight, is given);
     - gaussian_pixel: `scale` `[B, H, W, C]`;
     - logistic_mixture, and logistic with K = 1: `mixture_logits` `[B, H, W, K]`, and `loc` and
-      `scale` `[B, H, W, K, C]`
-      on the [0, 1] scale of the pixels (a level is 1/255 wide). `mean` is the mixture's mean
-      with each component's location clipped to [0, 1].
+      `scale` `[B, H, W, K, C]` on the [0, 1] scale of the pixels (a level is 1/255 wide).
+      `mean` is the mixture's mean with each component's location clipped to [0, 1].
     """
     ops = keras.ops
     check(likelihood)
@@ -83,7 +83,7 @@ def parameters(raw, likelihood, channels, log_scale=None):
     if likelihood == "gaussian":
         out = {"mean": ops.sigmoid(raw)}
         if log_scale is not None:
-            out["scale"] = ops.exp(log_scale) + MIN_SCALE
+            out["scale"] = channel_scale(log_scale)
         return out
     if likelihood == "gaussian_pixel":
         mean, raw_scale = ops.split(raw, 2, axis=-1)
@@ -97,6 +97,11 @@ def parameters(raw, likelihood, channels, log_scale=None):
     if k > 1:
         mean = ops.sum(ops.expand_dims(ops.softmax(logits, axis=-1), -1) * ops.clip(loc, 0.0, 1.0), axis=-2)
     return {"mean": mean, "mixture_logits": logits, "loc": loc, "scale": scale}
+
+
+def channel_scale(log_scale):
+    """The per-channel Gaussian's scale `[C]` from the model's `log_scale` weight."""
+    return keras.ops.exp(log_scale) + MIN_SCALE
 
 
 def distribution(params, likelihood):
