@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from scipy.special import logsumexp
 from scipy.stats import norm
+from tensorflow_probability import distributions as tfd
 
 import zoo
 from conftest import write_run as finished_run
@@ -109,17 +110,18 @@ def test_codebook_stats_on_a_stand_in_code_map():
 
 def linear_model(proposal=(0.3, 0.8), pixels=16, seed=0):
     """A 1-D latent model p(z) = N(0, 1), p(x|z) = prod_i Bernoulli(sigmoid(w_i z + b_i)), and a fixed
-    (deliberately poor) Gaussian proposal q(z|x), as signature-style functions, plus exact log p(x)
-    by quadrature over z."""
+    (deliberately poor) Gaussian proposal q(z|x), as a `log_weights` signature-style function, plus
+    exact log p(x) by quadrature over z."""
     rng = np.random.default_rng(seed)
     w, b = 2.0 * rng.normal(size=pixels), rng.normal(size=pixels)
     side = int(np.sqrt(pixels))
-    fns = {
-        "encode": lambda x: {"loc": tf.fill([tf.shape(x)[0], 1], proposal[0]),
-                             "scale": tf.fill([tf.shape(x)[0], 1], proposal[1])},
-        "decode": lambda z: {"logits": tf.reshape(z * w.astype(np.float32) + b.astype(np.float32), [-1, side, side, 1])},
-        "prior_log_prob": lambda z: {"log_prob": tf.reduce_sum(-0.5 * z**2 - 0.5 * np.log(2 * np.pi), -1)},
-    }
+
+    def log_weights(x):
+        q = tfd.Normal(tf.fill([tf.shape(x)[0]], proposal[0]), proposal[1])
+        z = q.sample()
+        logits = z[:, None] * w.astype(np.float32) + b.astype(np.float32)
+        log_px = tf.reduce_sum(tfd.Bernoulli(logits=logits).log_prob(tf.reshape(x, [-1, pixels])), -1)
+        return {"log_weight": log_px + tfd.Normal(0.0, 1.0).log_prob(z) - q.log_prob(z), "log_likelihood": log_px}
 
     def exact_log_px(x):
         grid = np.linspace(-10, 10, 20001)
@@ -130,13 +132,12 @@ def linear_model(proposal=(0.3, 0.8), pixels=16, seed=0):
 
     z = rng.normal(size=(40, 1))
     x = (rng.random((40, pixels)) < 1 / (1 + np.exp(-(z * w + b)))).astype(np.float32).reshape(-1, side, side, 1)
-    return fns, x, exact_log_px(x)
+    return {"log_weights": log_weights}, x, exact_log_px(x)
 
 
 def test_importance_weighted_bound_is_at_least_the_elbo_and_grows_with_k():
     fns, x, exact = linear_model()
-    terms = evaluate.log_weight_terms(fns, x, k=200)
-    log_w = terms["log_px"] + terms["log_pz"] - terms["log_qz"]
+    log_w = evaluate.log_weights(fns, x, k=200)["log_weight"]
     assert log_w.shape == (len(x), 200)
     assert np.all(log_w.mean(1) <= logsumexp(log_w, 1) - np.log(200))  # Jensen, image by image
 
@@ -147,13 +148,32 @@ def test_importance_weighted_bound_is_at_least_the_elbo_and_grows_with_k():
     assert bounds[3] == pytest.approx(exact.mean(), abs=0.05)
 
 
-def test_likelihood_metrics_split_the_elbo_exactly():
+def test_likelihood_metrics_split_the_elbo_exactly_and_repeat_for_a_seed():
     fns, x, _ = linear_model()
     m = evaluate.likelihood_metrics(fns, x, k=50, max_decodes=64)  # chunked: 64 decodes per call
     assert m["reconstruction"] + m["kl"] == pytest.approx(-m["elbo"])
     assert -m["nll"] >= m["elbo"]
+    model = zoo.create("vae", input_shape=(28, 28, 1), latent_dim=2, width=4, hidden=8)
+    images = np.random.default_rng(0).integers(0, 2, (5, 28, 28, 1)).astype(np.float32)
+    runs = [evaluate.likelihood_metrics(evaluate.model_functions(model), images, k=20, seed=3) for _ in range(2)]
+    assert runs[0] == runs[1]  # the same seed draws the same z's
     with pytest.raises(ValueError, match="Expected k >= 1 importance samples, received k=0"):
-        evaluate.log_weight_terms(fns, x, k=0)
+        evaluate.log_weights(fns, x, k=0)
+
+
+def test_log_weights_average_to_the_elbo_of_the_loss_and_bound_it():
+    """The base `log_weights` against the training loss: the mean over many calls is the ELBO that
+    `loss_terms` estimates (closed-form KL there, Monte Carlo here), and the log-mean-exp is above it."""
+    model = zoo.create("vae", input_shape=(28, 28, 1), latent_dim=2, width=4, hidden=8)
+    x = np.random.default_rng(1).integers(0, 2, (4, 28, 28, 1)).astype(np.float32)
+    log_w = evaluate.log_weights(evaluate.model_functions(model), x, k=4000)["log_weight"]
+    q = model.encode(x)
+    z = q.sample(4000, seed=0)
+    reconstruction = -np.mean(np.reshape(model.decode(tf.reshape(z, [-1, 2])).log_prob(np.tile(x, (4000, 1, 1, 1))),
+                                         (4000, 4)), 0)
+    elbo = -(reconstruction + q.kl_divergence(model.prior()).numpy())
+    np.testing.assert_allclose(log_w.mean(1), elbo, atol=0.15)
+    assert np.all(logsumexp(log_w, 1) - np.log(4000) >= log_w.mean(1))
 
 
 # --- evaluate_run on tiny runs -----------------------------------------------------------------
@@ -211,13 +231,13 @@ def test_grey_images_are_scored_by_a_gaussian_model_as_they_are(tmp_path, mnist_
     assert results["nll_protocol"].startswith("test images as they are, gaussian likelihood")
     assert results["ood_score"] == "nll_k4" and "test_nll" not in results["skipped"]
 
-    # log p(x|z) is the model's own Gaussian density of the grey pixels.
+    # log p(x|z), which `log_weights` adds up, is the model's own Gaussian density of the grey pixels.
     model = zoo.load_model(out)
     x = mnist_small[1][0][:3]
     z = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
     mean, scale = model.decode(z).mean().numpy(), np.exp(model.log_scale.numpy()) + likelihoods.MIN_SCALE
     expected = norm.logpdf(x, mean, scale).sum(axis=(1, 2, 3))
-    np.testing.assert_allclose(evaluate.model_functions(model)["log_likelihood"](x, z), expected, rtol=1e-4)
+    np.testing.assert_allclose(model.decode(z).log_prob(x), expected, rtol=1e-4)
 
 
 def test_outlier_sets_are_no_larger_than_the_test_split(mnist_small, monkeypatch):

@@ -101,7 +101,7 @@ def test_keras_and_saved_model_round_trips(name, tmp_path):
     np.testing.assert_allclose(tf.sigmoid(decoded["logits"]), decoded["mean"], atol=1e-6)
     encoded = sigs["encode"](x=x, **kw)
     if model.has_prior:
-        assert set(sigs) >= {"encode", "decode", "prior_log_prob", "reconstruct"}
+        assert set(sigs) >= {"encode", "decode", "prior_log_prob", "reconstruct", "log_weights"}
         np.testing.assert_allclose(encoded["loc"], q.mean(), atol=1e-6)
         np.testing.assert_allclose(encoded["scale"], q.stddev(), atol=1e-6)
         np.testing.assert_allclose(sigs["prior_log_prob"](z=z)["log_prob"], model.prior().log_prob(z), atol=1e-5)
@@ -119,9 +119,10 @@ def test_saved_model_and_live_model_give_the_same_nll(tmp_path, mnist_small):
     out = str(tmp_path)
     artifacts.save_model(model, out)
     x = (xt[:6] > 0.5).astype(np.float32)
-    live = evaluate.negative_log_likelihood(evaluate.model_functions(model), x, k=50)
-    saved = evaluate.negative_log_likelihood(evaluate.saved_model_functions(f"{out}/saved_model"), x, k=50)
-    np.testing.assert_allclose(live, saved, rtol=1e-5)
+    live = evaluate.likelihood_metrics(evaluate.model_functions(model), x, k=400)
+    saved = evaluate.likelihood_metrics(evaluate.saved_model_functions(f"{out}/saved_model"), x, k=400)
+    assert live["nll"] == pytest.approx(saved["nll"], abs=0.1)  # the z's differ: Monte Carlo noise only
+    assert live["elbo"] == pytest.approx(saved["elbo"], abs=0.3)
 
 
 @pytest.mark.parametrize("bad, message", [

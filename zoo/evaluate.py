@@ -1,10 +1,10 @@
 """Metrics of trained models, and `python -m zoo.evaluate RUN_DIR`.
 
-The likelihood code works on *signature-style functions* (`encode(x[, labels]) -> {"loc", "scale"}`,
-`decode(z[, labels]) -> {"logits"}`, `prior_log_prob(z) -> {"log_prob"}`, and optionally
-`log_likelihood(x, z[, labels])`, log p(x|z) for any likelihood), so the same estimator scores a
-live model (`model_functions`) and a SavedModel's signatures (`saved_model_functions`, Bernoulli
-logits only).
+The likelihood code works on *signature-style functions*, above all
+`log_weights(x[, labels]) -> {"log_weight", "log_likelihood"}`: one importance weight
+log p(x, z) - log q(z|x) per image and call. Every NLL here is the log-mean-exp of k calls, so
+the same estimator scores every variant (one level or several), a live model (`model_functions`)
+and a SavedModel's signatures (`saved_model_functions`).
 
 TensorFlow is imported inside the functions, so `python -m zoo.evaluate --help` answers at once.
 `evaluate_run` scores a finished run directory: it writes `metrics.json` and the pictures of
@@ -42,32 +42,15 @@ def scaled_batch(batch_size, image_shape):
 
 
 def model_functions(model):
-    """Signature-style functions of a live model, compiled with tf.function, and its
-    `log_likelihood(x, z[, labels])`: log p(x|z) under the model's own likelihood."""
+    """Signature-style functions of a live model (its `serving_endpoints`), compiled with tf.function."""
     import tensorflow as tf
 
-    fns = {name: tf.function(fn, input_signature=signature)
-           for name, (fn, signature) in model.serving_endpoints().items()}
-    specs = [tf.TensorSpec([None, *model.image_shape], tf.float32), tf.TensorSpec([None, model.latent_dim], tf.float32)]
-    specs += [tf.TensorSpec([None], tf.int32)] if model.num_classes else []
-    fns["log_likelihood"] = tf.function(lambda x, z, *labels: model.decode(z, *labels).log_prob(x),
-                                        input_signature=specs)
-    return fns
-
-
-def bernoulli_log_likelihood(decode):
-    """`log_likelihood(x, z[, labels])` of binary images from a `decode` function giving Bernoulli `logits`."""
-    import tensorflow_probability as tfp
-
-    def log_likelihood(x, z, *labels):
-        return tfp.distributions.Independent(tfp.distributions.Bernoulli(logits=decode(z, *labels)["logits"]),
-                                             3).log_prob(x)
-
-    return log_likelihood
+    return {name: tf.function(fn, input_signature=signature)
+            for name, (fn, signature) in model.serving_endpoints().items()}
 
 
 def saved_model_functions(path):
-    """Signature functions of a SavedModel folder (keyword inputs, dict outputs)."""
+    """Signature functions of a SavedModel folder, called positionally like `model_functions`'."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)  # the closures keep it (and its variables) alive
@@ -76,59 +59,56 @@ def saved_model_functions(path):
         return lambda *args: loaded.signatures[name](**{k: v for k, v in zip(arg_names, args) if v is not None})
 
     return {"encode": wrap("encode", "x", "labels"), "decode": wrap("decode", "z", "labels"),
-            "prior_log_prob": wrap("prior_log_prob", "z")}
+            "prior_log_prob": wrap("prior_log_prob", "z"), "log_weights": wrap("log_weights", "x", "labels")}
 
 
-def log_weight_terms(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
-    """The three terms of the importance weights of k samples z_i ~ q(z|x) per image.
+def log_weights(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
+    """k importance weights per image from k calls of the `log_weights` signature (one fresh
+    z ~ q(z|x) each; see `LatentVariableModel.log_weights`):
 
-        log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)
+        log w_i = log p(x, z_i) - log q(z_i|x)
 
-    Images go through in chunks of at most `max_decodes` decoded samples, so memory stays bounded
-    whatever k is.
+    The k calls are made as one call on the images repeated, in chunks of at most `max_decodes`
+    images, so memory stays bounded whatever k is. TensorFlow's global seed is set to `seed` first,
+    so that a function traced from here on draws the same z's again.
 
     Args:
-        fns: signature-style functions (see the module docstring); without `log_likelihood`,
-            `decode` must give Bernoulli `logits`.
+        fns: signature-style functions with `log_weights(x[, labels])`.
         x: images `[N, H, W, C]` as the likelihood scores them (binary for a Bernoulli one).
         labels: class ids for conditional models, else None.
         k: importance samples per image.
 
     Returns:
-        dict of float64 numpy arrays `[N, k]`: `log_px`, `log_pz`, `log_qz`.
+        dict of float64 numpy arrays `[N, k]`: `log_weight`, and `log_likelihood` (log p(x|z_i)).
     """
     import tensorflow as tf
-    import tensorflow_probability as tfp
 
     if k < 1:
         raise ValueError(f"Expected k >= 1 importance samples, received k={k}.")
-    log_likelihood = fns.get("log_likelihood") or bernoulli_log_likelihood(fns["decode"])
-    rng = np.random.default_rng(seed)
+    tf.random.set_seed(seed)
     per_chunk, sample_chunk = max(1, max_decodes // k), min(k, max_decodes)
-    call = lambda fn, first, ids: fn(first) if ids is None else fn(first, ids)
-    chunks = []
+    keys = ("log_weight", "log_likelihood")
+    chunks = {key: [] for key in keys}
     for start in range(0, len(x), per_chunk):
-        xb = tf.constant(x[start:start + per_chunk], tf.float32)
-        lb = None if labels is None else tf.constant(labels[start:start + per_chunk], tf.int32)
-        post = call(fns["encode"], xb, lb)
-        q = tfp.distributions.Independent(tfp.distributions.Normal(post["loc"], post["scale"]), 1)
-        terms = {"log_px": [], "log_pz": [], "log_qz": []}
+        xb = np.asarray(x[start:start + per_chunk], np.float32)
+        parts = {key: [] for key in keys}
         for first in range(0, k, sample_chunk):
             n = min(sample_chunk, k - first)
-            z = tf.constant(rng.standard_normal((n, *post["loc"].shape)), tf.float32) * post["scale"] + post["loc"]
-            flat = tf.reshape(z, [-1, z.shape[-1]])
-            log_px = log_likelihood(tf.tile(xb, [n, 1, 1, 1]), flat, *([] if lb is None else [tf.tile(lb, [n])]))
-            terms["log_px"].append(tf.reshape(log_px, [n, -1]))
-            terms["log_pz"].append(tf.reshape(fns["prior_log_prob"](flat)["log_prob"], [n, -1]))
-            terms["log_qz"].append(q.log_prob(z))
-        chunks.append({name: np.concatenate(parts, 0).T.astype(np.float64) for name, parts in terms.items()})
-    return {name: np.concatenate([c[name] for c in chunks]) for name in ("log_px", "log_pz", "log_qz")}
+            args = [tf.constant(np.tile(xb, (n, 1, 1, 1)))]
+            if labels is not None:
+                args.append(tf.constant(np.tile(np.asarray(labels[start:start + per_chunk], np.int32), n)))
+            result = fns["log_weights"](*args)
+            for key in keys:
+                parts[key].append(np.reshape(result[key], (n, len(xb))))
+        for key in keys:
+            chunks[key].append(np.concatenate(parts[key]).T.astype(np.float64))
+    return {key: np.concatenate(chunks[key]) for key in keys}
 
 
 def importance_log_likelihood(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
-    """Importance-sampled log p(x) per image (nats).
+    """Importance-sampled log p(x) per image (nats): the log-mean-exp of k `log_weights`.
 
-        log p(x) ~= logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k,   z_i ~ q(z|x)
+        log p(x) ~= logsumexp_i log w_i - log k
 
     This is the k-sample importance-weighted bound: at least the ELBO (the mean of the same log
     weights, by Jensen's inequality), and growing to log p(x) as k grows.
@@ -136,8 +116,7 @@ def importance_log_likelihood(fns, x, labels=None, k=500, max_decodes=8192, seed
     Returns:
         float64 numpy array `[N]` of log-likelihood estimates.
     """
-    terms = log_weight_terms(fns, x, labels, k, max_decodes, seed)
-    return _log_mean_exp(terms["log_px"] + terms["log_pz"] - terms["log_qz"])
+    return log_mean_exp(log_weights(fns, x, labels, k, max_decodes, seed)["log_weight"])
 
 
 def negative_log_likelihood(fns, x, labels=None, k=500, **kwargs):
@@ -156,10 +135,10 @@ def likelihood_metrics(fns, x, labels=None, k=500, max_decodes=8192, seed=0):
     Returns:
         dict of nats per image (means over `x`): `elbo`, `reconstruction`, `kl`, `nll`.
     """
-    t = log_weight_terms(fns, x, labels, k, max_decodes, seed)
-    log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
-    return {"elbo": float(np.mean(log_w)), "reconstruction": float(-np.mean(t["log_px"])),
-            "kl": float(np.mean(t["log_qz"] - t["log_pz"])), "nll": float(-np.mean(_log_mean_exp(log_w)))}
+    t = log_weights(fns, x, labels, k, max_decodes, seed)
+    return {"elbo": float(np.mean(t["log_weight"])), "reconstruction": float(-np.mean(t["log_likelihood"])),
+            "kl": float(np.mean(t["log_likelihood"] - t["log_weight"])),
+            "nll": float(-np.mean(log_mean_exp(t["log_weight"])))}
 
 
 def marginal_nll(fns, x, num_classes=None, k=50, max_decodes=8192, seed=0):
@@ -173,7 +152,7 @@ def marginal_nll(fns, x, num_classes=None, k=50, max_decodes=8192, seed=0):
         return negative_log_likelihood(fns, x, k=k, max_decodes=max_decodes, seed=seed)
     per_class = [importance_log_likelihood(fns, x, np.full(len(x), c, np.int32), max(1, k // num_classes),
                                            max_decodes, seed + c) for c in range(num_classes)]
-    return -_log_mean_exp(np.stack(per_class, 1))
+    return -log_mean_exp(np.stack(per_class, 1))
 
 
 def run_batched(fn, x, labels=None, batch_size=1024):
@@ -316,7 +295,8 @@ def main(argv=None):
     return 0
 
 
-def _log_mean_exp(log_w):
+def log_mean_exp(log_w):
+    """log (1/k sum_i exp(log_w[:, i])) per row, without overflow."""
     top = np.max(log_w, axis=1, keepdims=True)
     return top[:, 0] + np.log(np.mean(np.exp(log_w - top), axis=1))
 

@@ -144,6 +144,24 @@ class LatentVariableModel(keras.Model):
         """Draws `n` images: z ~ p(z), then the mean of p(x|z)."""
         return self.decode(self.prior().sample(n, seed=seed), labels).mean()
 
+    def log_weights(self, x, labels=None):
+        """One importance weight per image, for one fresh z ~ q(z|x):
+
+            log w = log p(x|z) + log p(z) - log q(z|x)
+
+        Its mean over calls is the ELBO, and the log-mean-exp of k calls is the k-sample bound on
+        log p(x) that every NLL of the zoo reports (`zoo.evaluate`). Models with other latents
+        (several levels, codes) override it; the contract is the same.
+
+        Returns:
+            dict of `[B]` tensors: `log_weight`, and `log_likelihood` (log p(x|z) of the same z).
+        """
+        q = self.encode(x, labels)
+        z = q.sample()
+        log_likelihood = self.decode(z, labels).log_prob(x)
+        return {"log_weight": log_likelihood + self.prior().log_prob(z) - q.log_prob(z),
+                "log_likelihood": log_likelihood}
+
     # --- the objective and the training step ---------------------------------------------------
 
     def loss_terms(self, x, labels=None, training=False):
@@ -204,6 +222,7 @@ class LatentVariableModel(keras.Model):
         }
         if self.has_prior:
             endpoints["prior_log_prob"] = (self.serve_prior_log_prob, [z])
+            endpoints["log_weights"] = (self.log_weights, [x] + labels)
         return endpoints
 
     has_prior = True
