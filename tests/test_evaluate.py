@@ -79,6 +79,50 @@ def test_auroc_is_one_when_separable_and_a_half_by_chance():
         metrics.auroc([], [1.0, 2.0])
 
 
+def test_frechet_distance_is_zero_for_a_set_against_itself_and_closed_form_for_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20000, 3))
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # N(m, I) against N(0, 4I): |m|^2 + tr(I + 4I - 2 * 2I) = |m|^2 + 3
+    b = 2.0 * rng.normal(size=(20000, 3)) + np.array([1.0, 2.0, 0.0])
+    assert metrics.frechet_distance(b, a) == pytest.approx(5.0 + 3.0, rel=0.03)
+    with pytest.raises(ValueError, match=r"two sets of at least 2 feature vectors of one size"):
+        metrics.frechet_distance(a, a[:, :2])
+
+
+def test_class_statistics_read_confidence_and_diversity():
+    one_hot = np.eye(10)[np.arange(100) % 10]
+    assert metrics.class_statistics(one_hot) == pytest.approx({"confidence": 1.0, "class_entropy": np.log(10)})
+    collapsed = np.full((50, 10), 0.05)
+    collapsed[:, 3] = 0.55
+    assert metrics.class_statistics(collapsed) == pytest.approx({"confidence": 0.55, "class_entropy": 0.0})
+
+
+def test_sample_quality_of_test_images_and_of_noise(mnist_small):
+    """A "model" that samples the test images themselves scores as well as the test set; one that
+    samples noise is far away and reads as one class."""
+    _, (x, _) = mnist_small
+    real, noise = SampleStandIn(x), SampleStandIn(np.random.default_rng(0).random(x.shape).astype(np.float32))
+    good = report.sample_quality(real, x, "mnist5k", n=len(x))
+    bad = report.sample_quality(noise, x, "mnist5k", n=len(x))
+    assert good["sample_classifier_fd"] == pytest.approx(0.0, abs=1e-3)
+    assert good["sample_confidence"] == pytest.approx(good["test_confidence"])
+    assert good["sample_class_entropy"] == pytest.approx(good["test_class_entropy"]) and good["test_class_entropy"] > 2.2
+    assert bad["sample_classifier_fd"] > 100 and bad["sample_class_entropy"] < 1.0
+
+
+class SampleStandIn:
+    """Draws fixed images in order, as `model.sample` would draw new ones."""
+    num_classes = None
+
+    def __init__(self, images):
+        self.images, self.drawn = images, 0
+
+    def sample(self, n, labels=None, seed=None):
+        self.drawn += n
+        return self.images[self.drawn - n:self.drawn]
+
+
 def test_active_units_and_kl_per_dimension():
     rng = np.random.default_rng(0)
     loc = np.c_[rng.normal(size=(500, 2)), 0.01 * rng.normal(size=(500, 3))]
@@ -207,7 +251,8 @@ def test_evaluate_run_writes_metrics_pictures_and_manifest(vae_run):
     with open(os.path.join(out, "metrics.json")) as f:
         assert json.load(f) == results
     assert {"test_elbo_bin", "test_nll_bin_k10", "test_reconstruction_mse", "active_units", "kl_per_dim",
-            "ood_auroc_mnist5k", "ood_auroc_dsprites", "ood_auroc_digits", "ood_auroc_noise"} <= set(results)
+            "ood_auroc_mnist5k", "ood_auroc_dsprites", "ood_auroc_digits", "ood_auroc_noise", "sample_classifier_fd",
+            "sample_confidence", "sample_class_entropy"} <= set(results)
     assert len(results["kl_per_dim"]) == 2 and results["nll_images"] == 60
     assert results["test_nll_bin_k10"] <= -results["test_elbo_bin"]
     assert results["ood_auroc_noise"] > 0.9  # random pixels are far less likely than digits
@@ -324,7 +369,7 @@ def test_conditional_run_is_judged_by_the_cached_classifier(tmp_path, monkeypatc
     assert not any("training the" in line for line in said)  # the cached classifier was used
     # Each step says what it computes, then how long it took.
     steps = ["reconstructions (100 test images)", "test NLL (k=10, 60 images, bernoulli likelihood)",
-             "conditional accuracy (100 samples per class)",
+             "conditional accuracy (100 samples per class)", "sample quality (1000 samples against 100 test images)",
              "outlier detection (nll k=4, 12 test images and as many of each outlier set)", "pictures"]
     assert [line for line in said if line.startswith("evaluating: ")] == [f"evaluating: {s}..." for s in steps]
     assert sum(bool(re.fullmatch(r"\d+\.\d s", line)) for line in said) == len(steps)

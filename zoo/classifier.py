@@ -1,7 +1,8 @@
-"""A small convolutional classifier per dataset: the judge of class-conditional samples.
+"""A small convolutional classifier per dataset: the judge of samples.
 
-Conditional accuracy asks whether a conditional model draws the class it was asked for, so it
-needs a model that reads images independently of the generator. The project trains one small
+Conditional accuracy asks whether a conditional model draws the class it was asked for, and the
+sample-quality metrics compare what the classifier sees in samples and in test images, so both
+need a model that reads images independently of the generator. The project trains one small
 classifier per dataset on the dataset's training split, once, and caches it under
 `$VAE_ZOO_CACHE` (default `~/.cache/vae-zoo`), keyed by the dataset's name and a digest of its
 training images, so a changed dataset file never reuses a stale classifier.
@@ -87,6 +88,16 @@ def load_or_train(dataset, *, options=None, seed=0, epochs=15, print_fn=print):
 def predict(classifier, images, batch_size=256):
     """Most likely class id of each image, as an int array."""
     return np.argmax(classifier.predict(images, batch_size=batch_size, verbose=0), axis=-1)
+
+
+def read(classifier, images, batch_size=256):
+    """The classifier's view of `images`: `(features, probabilities)`, the activations of its last
+    hidden layer `[N, 128]` (the feature space of the zoo's sample-quality Fréchet distance) and
+    the softmax of its logits `[N, C]`."""
+    hidden = classifier.layers[-2]  # the Dense(128) before the logits (`build`)
+    both = keras.Model(classifier.inputs, [hidden.output, classifier.outputs[0]])
+    features, logits = both.predict(images, batch_size=batch_size, verbose=0)
+    return features, keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
 
 
 def _key(dataset, x, y):

@@ -4,6 +4,8 @@
 answer is known (the dSprites factors themselves, noise, separable scores, stand-in code maps).
 """
 
+import warnings
+
 import numpy as np
 import tensorflow_probability as tfp
 
@@ -188,6 +190,43 @@ def bits_per_dim(nll_nats, image_shape):
     """A negative log-likelihood in nats per image as bits per dimension (pixel and channel):
     NLL / (H W C ln 2), the unit of likelihood results on 8-bit images (PixelCNN++, NVAE)."""
     return float(nll_nats) / (float(np.prod(image_shape)) * np.log(2.0))
+
+
+def frechet_distance(features, references):
+    """The Fréchet distance between Gaussians fitted to two sets of feature vectors `[N, F]`:
+
+        d^2 = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
+
+    the formula of the FID (Heusel et al., 2017). On Inception features it is the FID; the zoo
+    feeds it with its own classifier's features (`zoo.report.sample_quality`), so its values are
+    comparable between models on one dataset only, not with published FIDs.
+    """
+    from scipy import linalg
+
+    a, b = _matrix("features", features).astype(np.float64), _matrix("references", references).astype(np.float64)
+    if a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"Expected two sets of at least 2 feature vectors of one size, received {a.shape} and "
+                         f"{b.shape}.")
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():  # ReLU features that never fire make the product singular: fine here
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():  # the usual remedy (as in pytorch-fid): a small ridge
+            ridge = 1e-6 * np.eye(len(cov_a))
+            root = linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))
+    return float(np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a + cov_b - 2 * root.real))
+
+
+def class_statistics(probabilities):
+    """How a classifier reads a set of images, from its class probabilities `[N, C]`:
+
+        confidence = mean_i max_c p(c | x_i),   class_entropy = H(histogram of argmax_c p(c | x_i))
+
+    in nats; the entropy is log C when every class is predicted equally often (diverse samples)
+    and 0 when one class takes all.
+    """
+    p = _matrix("probabilities", probabilities)
+    return {"confidence": float(np.mean(np.max(p, 1))), "class_entropy": _entropy(np.argmax(p, 1))}
 
 
 def codebook_stats(codes, num_codes):

@@ -14,6 +14,8 @@ What applies:
   likelihoods (`zoo.likelihoods.DISCRETE`) also in bits per dimension;
 - dSprites runs: MIG and the beta-VAE score against the ground-truth factors;
 - conditional models: conditional accuracy, judged by the cached `zoo.classifier`;
+- models that sample, on datasets with class labels: sample quality (`sample_quality`), judged by
+  the same classifier;
 - conditional models on openmoji: restyle errors on the pairs "same emoji, other tone" (`restyle_metrics`);
 - VQ-VAEs (models with `num_codes`): perplexity and codebook usage;
 - outlier detection: AUROC of -log p(x) (or of the reconstruction error when there is no
@@ -31,6 +33,7 @@ from zoo.likelihoods import DISCRETE
 OOD_SOURCES = ("mnist5k", "dsprites", "digits")
 SAME_DATA = {"mnist": "mnist5k"}  # datasets whose images are those of an OOD source
 CONDITIONAL_SAMPLES = 100  # per class
+SAMPLE_IMAGES = 1000  # drawn for the sample-quality metrics
 # A pixel "changes" between two tones of an emoji when |x_i - x_j| summed over RGB exceeds this: skin
 # and hair, 13% of the test pairs' pixels, leaving out the faint anti-aliasing at the outlines (15% at 0).
 RESTYLE_THRESHOLD = 0.1
@@ -101,6 +104,14 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
     else:
         skip["conditional_accuracy"] = "not a conditional model"
 
+    judged = (data.num_classes(y) or 0) > 1 and min(x.shape[1:3]) >= 4
+    if not judged or not (model.has_prior or discrete):
+        skip["sample_classifier_fd"] = ("no prior to sample from" if judged else
+                                        "no class labels (or images under 4x4) to train the judging classifier on")
+    else:
+        with timed(f"sample quality ({SAMPLE_IMAGES} samples against {len(x)} test images)", print_fn):
+            out.update(sample_quality(model, x, dataset, options=options, seed=settings["seed"], print_fn=print_fn))
+
     if dataset == "openmoji" and hasattr(model, "restyle"):
         pairs, reason = openmoji_pairs(x, y)
         if reason:
@@ -156,6 +167,36 @@ def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, 
     return {"conditional_accuracy": float(np.mean(correct)),
             "conditional_accuracy_per_class": correct.reshape(model.num_classes, per_class).mean(1).round(3).tolist(),
             "classifier_test_accuracy": info["test_accuracy"]}
+
+
+def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, print_fn=print):
+    """How `n` samples look to the dataset's classifier (`zoo.classifier`), against the test images `x`:
+
+    - `sample_classifier_fd`: the Fréchet distance between the classifier's last hidden features
+      of the samples and of the test images (`metrics.frechet_distance`). It is the FID's formula
+      in the feature space of the zoo's own small classifier, not Inception's: compare it between
+      models on one dataset, never with published FIDs;
+    - `sample_confidence`: the classifier's mean top probability on the samples (digits it can read);
+    - `sample_class_entropy`: the entropy of its predicted-class histogram (diversity; log C at best);
+
+    and the last two on the test images, for reference. Conditional models draw every class in turn.
+    """
+    from zoo import classifier
+
+    judge, _ = classifier.load_or_train(dataset, options=options, print_fn=print_fn)
+    labels = np.arange(n, dtype=np.int32) % model.num_classes if model.num_classes else None
+    step, parts = evaluate.scaled_batch(500, x.shape[1:]), []
+    for first in range(0, n, step):  # in batches: bounded memory for large images
+        count = min(step, n - first)
+        ids = None if labels is None else labels[first:first + count]
+        parts.append(np.asarray(model.sample(count, labels=ids, seed=seed + first)))
+    samples = np.concatenate(parts)
+    features, probabilities = classifier.read(judge, samples)
+    test_features, test_probabilities = classifier.read(judge, x)
+    drawn, real = metrics.class_statistics(probabilities), metrics.class_statistics(test_probabilities)
+    return {"sample_classifier_fd": metrics.frechet_distance(features, test_features),
+            "sample_confidence": drawn["confidence"], "sample_class_entropy": drawn["class_entropy"],
+            "test_confidence": real["confidence"], "test_class_entropy": real["class_entropy"], "sample_images": n}
 
 
 def openmoji_pairs(x, y):
