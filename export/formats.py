@@ -41,3 +41,17 @@ FORMATS = {
                                   "mean_abs", 0.05),
     "tflite-int8": Format("decoder.int8.tflite", _writer("tflite", quantization="int8"), "mean_abs", 0.05),
 }
+
+# A vqvae's PixelCNN prior (code grid -> logits of every position), written beside the decoder in the
+# same format: prior.onnx with "onnx", prior.tflite with any TFLite format. Held to the max abs error
+# of its logits against the Keras network.
+PRIOR_FORMATS = {
+    "prior-onnx": Format("prior.onnx", _writer("onnx"), "max_abs", 1e-4),
+    "prior-tflite": Format("prior.tflite", _writer("tflite", quantization="none"), "max_abs", 1e-3),
+}
+
+
+def prior_formats(formats):
+    """The prior formats that go with the decoder `formats` (names of `FORMATS`)."""
+    return [name for name, wanted in (("prior-onnx", "onnx" in formats),
+                                      ("prior-tflite", any(f.startswith("tflite") for f in formats))) if wanted]

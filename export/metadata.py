@@ -18,7 +18,9 @@ JSON-encoded string.
     prior         p(z) over the latent input, or null (an autoencoder has none):
                   {"kind": "gaussian_mixture", "logits": [K], "loc": [K, D], "scale": [K, D]}
                   (N(0, I) is one component), or for codes
-                  {"kind": "categorical", "probs": [h, w, K]} (one distribution per grid position)
+                  {"kind": "categorical", "probs": [h, w, K]} (one distribution per grid position), or
+                  {"kind": "pixelcnn", "file": "prior"}: an autoregressive prior over codes, exported
+                  beside the decoder in the same format (prior.onnx, prior.tflite; see `prior_network_facts`)
     zoo_version   version of the zoo that exported it
 """
 
@@ -31,6 +33,16 @@ from zoo import likelihoods
 from zoo.artifacts import RunError
 
 tfd = tfp.distributions
+PRIOR_FILE = "prior"  # stem of an exported prior network's file: prior.onnx, prior.tflite
+
+
+def prior_network_facts(model, manifest, network):
+    """The facts of `network`, the serving prior of `model` (`export.serving.serving_prior`):
+    `variant`, `kind` ("pixelcnn"), `grid_shape` [h, w], `num_codes` K, `inputs` (int32 `codes`),
+    `outputs` (["logits"]) and `zoo_version`."""
+    return {"variant": manifest["variant"], "kind": "pixelcnn", "grid_shape": [int(s) for s in model.grid_shape],
+            "num_codes": int(model.num_codes), "inputs": input_specs(network), "outputs": sorted(network.output.keys()),
+            "zoo_version": zoo.__version__}
 
 
 def decoder_facts(model, manifest, decoder):
@@ -81,6 +93,8 @@ def prior_facts(model, latent):
         model: the zoo model.
         latent: the spec of the decoder's latent input (`{"name", "dtype", "shape"}`).
     """
+    if getattr(model, "prior_network", None) is not None:
+        return {"kind": "pixelcnn", "file": PRIOR_FILE}
     try:
         prior = model.prior()
     except ValueError:  # an autoencoder has no prior

@@ -2,7 +2,8 @@
 
 Each file is run through `export.runtime` (exactly as apps run it) on fixed random inputs, at two
 batch sizes (1, and an odd size that catches a batch axis frozen at export), and its `mean`
-images are compared with the SavedModel's `decode` signature on the same inputs.
+images are compared with the SavedModel's `decode` signature on the same inputs. An exported prior
+network's logits are compared with its Keras network's on uniform random code grids.
 """
 
 import math
@@ -10,7 +11,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from export.runtime import load_decoder, sample_inputs
+from export.runtime import load_decoder, load_prior, sample_inputs
 
 BATCH_SIZES = (1, 33)
 SEED = 0
@@ -41,6 +42,22 @@ def check(path, reference, metric, tolerance):
         inputs = sample_inputs(decoder.facts, batch, seed=SEED + i)
         latent, *labels = (inputs[spec["name"]] for spec in decoder.facts["inputs"])
         errors.append(np.abs(decoder.decode(latent, *labels) - reference(inputs)).ravel())
+    return _report(errors, metric, tolerance)
+
+
+def check_prior(path, reference, metric, tolerance):
+    """Compares the exported prior network at `path` with `reference` (int32 codes [B, h, w] ->
+    logits, the Keras network) on uniform random codes; the same report as `check` (its PSNR is
+    over logits, not images)."""
+    prior = load_prior(path, providers=["CPUExecutionProvider"])
+    errors = []
+    for i, batch in enumerate(BATCH_SIZES):
+        codes = np.random.default_rng(SEED + i).integers(0, prior.num_codes, (batch, *prior.grid_shape), np.int32)
+        errors.append(np.abs(prior.logits(codes) - reference(codes)).ravel())
+    return _report(errors, metric, tolerance)
+
+
+def _report(errors, metric, tolerance):
     errors = np.concatenate(errors).astype(np.float64)
     report = {"max_abs": float(errors.max()), "mean_abs": float(errors.mean()),
               "psnr_db": psnr(errors), "metric": metric, "tolerance": tolerance,

@@ -6,16 +6,20 @@ leaves the run as it was. Inside the copy each file is written to a hidden stagi
 (`.export/`) and moved into place only after it passes parity, so a file over its tolerance is
 never kept under its final name. A failing format also removes the file an earlier export left
 under that name, since it no longer matches the report.
+
+A vqvae with a PixelCNN prior also gets its prior's one-step network, in the same formats as the
+decoder (`export.formats.PRIOR_FORMATS`: prior.onnx, prior.tflite), checked against the Keras
+network and recorded in the same way, so that `export.runtime` samples codes without TensorFlow.
 """
 
 import os
 import shutil
 
 from export import parity
-from export.formats import FORMATS
-from export.metadata import decoder_facts
+from export.formats import FORMATS, PRIOR_FORMATS, prior_formats
+from export.metadata import decoder_facts, prior_network_facts
 from export.runtime import metadata_path
-from export.serving import serving_decoder
+from export.serving import serving_decoder, serving_prior
 from zoo import artifacts
 
 STAGING = ".export"
@@ -45,7 +49,8 @@ def export_run(run_dir, formats=tuple(FORMATS), print_fn=print):
 
     Returns:
         `{format: report}` as written under the manifest's `export` key: the file, its sha256 and
-        size when kept, and the parity report (`export.parity.check`).
+        size when kept, and the parity report (`export.parity.check`); for a PixelCNN prior also
+        "prior-onnx" / "prior-tflite" (`export.parity.check_prior`).
 
     Raises:
         zoo.artifacts.RunError: not a finished run, a missing or changed artifact (named), or a
@@ -66,18 +71,26 @@ def export_run(run_dir, formats=tuple(FORMATS), print_fn=print):
         os.makedirs(staging)
         report = {}
         for name in formats:
-            report[name] = _export_one(FORMATS[name], decoder, facts, reference, staging, run)
+            check = lambda path, fmt=FORMATS[name]: parity.check(path, reference, fmt.metric, fmt.tolerance)
+            report[name] = _export_one(FORMATS[name], decoder, facts, check, staging, run)
+            print_fn(_summary(name, report[name]), flush=True)
+        prior = serving_prior(model)
+        for name in prior_formats(formats) if prior is not None else []:
+            fmt, logits = PRIOR_FORMATS[name], lambda codes: prior({"codes": codes})["logits"].numpy()
+            check = lambda path, fmt=fmt: parity.check_prior(path, logits, fmt.metric, fmt.tolerance)
+            report[name] = _export_one(fmt, prior, prior_network_facts(model, manifest, prior), check, staging, run)
             print_fn(_summary(name, report[name]), flush=True)
         shutil.rmtree(staging)
         artifacts.merge(manifest, export=report)
     return report
 
 
-def _export_one(fmt, decoder, facts, reference, staging, run_dir):
-    """Writes one format, checks it, and moves it (and its sidecar) into the run if it passes."""
+def _export_one(fmt, network, facts, check, staging, run_dir):
+    """Writes one format of `network`, checks it (`check(path)` -> parity report), and moves it
+    (and its sidecar) into the run if it passes."""
     staged = os.path.join(staging, fmt.filename)
-    fmt.write(decoder, staged, facts)
-    result = {"file": fmt.filename, **parity.check(staged, reference, fmt.metric, fmt.tolerance)}
+    fmt.write(network, staged, facts)
+    result = {"file": fmt.filename, **check(staged)}
     for filename in (fmt.filename, metadata_path(fmt.filename)):
         source, target = os.path.join(staging, filename), os.path.join(run_dir, filename)
         if result["passed"] and os.path.exists(source):

@@ -12,6 +12,7 @@ Example:
 
     decoder = load_decoder("runs/cvae/decoder.onnx")       # CUDA first when present, else CPU
     sevens = decoder.generate(16, labels=7, seed=0)         # [16, 28, 28, 1] in [0, 1]
+    digits = load_decoder("runs/vqvae-pixelcnn/decoder.onnx").generate(16, seed=0)  # codes from prior.onnx
     same = decoder.decode(z, labels=[7] * len(z))           # z: float [B, latent_dim]
     cats = decoder.generate(8, labels=decoder.class_names.index("cat"))  # a run whose classes are named
 """
@@ -25,6 +26,7 @@ import numpy as np
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 METADATA_SUFFIX = ".json"  # a TFLite file's facts live beside it: decoder.tflite -> decoder.tflite.json
 REQUIRED_FACTS = ("variant", "latent_dim", "num_classes", "output_shape", "inputs", "prior")
+PRIOR_FACTS = ("kind", "grid_shape", "num_codes", "inputs", "outputs")
 CHUNK_VALUES = 1 << 18  # output values per runtime call: 334 images of 28x28x1, 21 of 64x64x3
 RUNTIMES = {".onnx": ("onnxruntime", "onnxruntime (or onnxruntime-gpu)"),  # extension: (module, pip package)
             ".tflite": ("ai_edge_litert.interpreter", "ai-edge-litert")}
@@ -47,15 +49,7 @@ def load_decoder(path, providers=None):
             or not a model), or a file without the export's facts or whose facts are not JSON.
         ModuleNotFoundError: the file's runtime is not installed (the message says what to install).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Decoder file not found: {path}.")
-    if path.endswith(".onnx"):
-        run, facts, names, used = _open_onnx(path, providers)
-    elif path.endswith(".tflite"):
-        (run, facts, names), used = _open_tflite(path), None
-    else:
-        raise ValueError(f"Expected a .onnx or .tflite decoder file, received {path}.")
+    path, run, facts, names, used = _open_file(path, providers, "decoder", "mean")
     _check_facts(path, facts, *names)
     return Decoder(run, facts, path, used)
 
@@ -107,15 +101,21 @@ class Decoder:
             labels: for conditional decoders, one class id for all, or `n` of them.
             seed: seeds numpy's generator, for the same images every time (at the same `batch_size`).
 
+        A vqvae decoder whose prior is a PixelCNN draws its codes with the exported prior beside
+        it (`code_prior`): `numpy.random.default_rng(seed).random((n, h, w))` through
+        `sample_codes`, the same codes as `model.sample(n, seed=seed)` in the zoo.
+
         Raises:
             ValueError: `n` is not a positive integer, or the decoder has no prior (an
-                autoencoder).
+                autoencoder), or its PixelCNN prior file is missing.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"Expected a positive integer number of images, received n={n!r}.")
         if self.facts["prior"] is None:
             raise ValueError(f"This '{self.variant}' decoder has no prior to draw latents from; "
                              "call decode() with latents of your own.")
+        if self.facts["prior"]["kind"] == "pixelcnn":
+            return self.decode(self.code_prior().sample(n, seed=seed), labels)
         if labels is not None and np.ndim(labels) == 0:
             labels = np.broadcast_to(labels, n)
         conditions, rng = self._condition_feeds(labels, n), np.random.default_rng(seed)
@@ -125,6 +125,24 @@ class Decoder:
                     **{name: value[start:stop] for name, value in conditions.items()}}
 
         return self._decode_chunks(n, feeds)
+
+    def code_prior(self):
+        """The exported autoregressive prior beside this decoder, in its format (`decoder.onnx` ->
+        `prior.onnx`, `decoder.fp16.tflite` -> `prior.tflite`), loaded once.
+
+        Raises:
+            ValueError: the decoder's prior is not a PixelCNN, or its file is missing.
+        """
+        prior = self.facts["prior"]
+        if prior is None or prior.get("kind") != "pixelcnn":
+            raise ValueError(f"This '{self.variant}' decoder's prior is not an exported network.")
+        if getattr(self, "_code_prior", None) is None:
+            path = os.path.join(os.path.dirname(self.path), prior["file"] + os.path.splitext(self.path)[1])
+            if not os.path.isfile(path):
+                raise ValueError(f"{self.path} samples its codes with the PixelCNN prior {path}, which is missing: "
+                                 "export the run with `python -m export RUN_DIR`.")
+            self._code_prior = load_prior(path, providers=self.providers)
+        return self._code_prior
 
     def _condition_feeds(self, labels, batch):
         if self.num_classes and labels is None:
@@ -146,6 +164,48 @@ class Decoder:
     def __repr__(self):
         return (f"Decoder({self.path!r}, variant={self.variant!r}, latent_dim={self.latent_dim}, "
                 f"num_classes={self.num_classes}, output_shape={self.output_shape})")
+
+
+def load_prior(path, providers=None):
+    """Loads an exported prior network (`prior.onnx` / `prior.tflite`, written by `python -m export`
+    for a vqvae with a PixelCNN prior).
+
+    Raises:
+        ValueError: a missing file or extension, a file its runtime cannot load, or one without a
+            prior network's facts.
+    """
+    path, run, facts, _, used = _open_file(path, providers, "prior", "logits")
+    missing = [key for key in PRIOR_FACTS if key not in facts] if isinstance(facts, dict) else list(PRIOR_FACTS)
+    if missing or facts["kind"] != "pixelcnn":
+        raise ValueError(f"{path} lacks the facts of a PixelCNN prior ({missing or facts['kind']}): export it with "
+                         "`python -m export RUN_DIR`.")
+    return Prior(run, facts, path, used)
+
+
+class Prior:
+    """An exported PixelCNN prior over code grids: `logits(codes)` for every position at once,
+    and `sample(n, seed)` by the autoregressive loop (`sample_codes`).
+
+    Attributes:
+        grid_shape `(h, w)`, num_codes K, facts, providers (None for TFLite), batch_size (grids
+        per runtime call).
+    """
+
+    def __init__(self, run, facts, path, providers=None, batch_size=256):
+        self._run, self.facts, self.path, self.providers = run, facts, path, providers
+        self.grid_shape, self.num_codes = tuple(facts["grid_shape"]), int(facts["num_codes"])
+        self.batch_size = batch_size
+
+    def logits(self, codes):
+        """float32 logits `[B, h, w, K]` for int codes `[B, h, w]`: position (i, j) sees only the
+        codes before it in raster order."""
+        spec = {"name": "codes", "dtype": "int32", "shape": list(self.grid_shape)}
+        return np.asarray(self._run({"codes": check_input(spec, codes, self.num_codes)})["logits"])
+
+    def sample(self, n, seed=None):
+        """`n` code grids, int32 `[n, h, w]`, from `numpy.random.default_rng(seed)`'s uniforms."""
+        uniforms = np.random.default_rng(seed).random((int(n), *self.grid_shape))
+        return sample_codes(self.logits, uniforms, self.batch_size)
 
 
 def check_input(spec, value, upper=None, batch=None):
@@ -191,6 +251,37 @@ def sample_prior(prior, n, rng):
     weights = np.exp(logits - logits.max())
     component = rng.choice(len(weights), size=n, p=weights / weights.sum())
     return (loc[component] + scale[component] * rng.standard_normal((n, loc.shape[1]))).astype(np.float32)
+
+
+def sample_codes(logits_fn, uniforms, batch_size=None):
+    """Code grids drawn from an autoregressive prior, one position at a time in raster order.
+
+    At each position the logits of every grid (`logits_fn(codes)` -> `[B, h, w, K]`, the codes
+    not drawn yet being 0, which the causal network never reads there) are turned into
+    probabilities, and the code is the first index whose cumulative probability exceeds the
+    position's uniform (inverse CDF, in float64). `zoo`'s `model.sample` runs this same loop on
+    the Keras network, so the same uniforms give the same codes.
+
+    Args:
+        logits_fn: int32 codes `[B, h, w]` -> logits `[B, h, w, K]`.
+        uniforms: `[n, h, w]` in [0, 1), e.g. `numpy.random.default_rng(seed).random((n, h, w))`.
+        batch_size: grids per `logits_fn` call (None: all at once).
+
+    Returns:
+        int32 codes `[n, h, w]`.
+    """
+    uniforms = np.asarray(uniforms, np.float64)
+    n, h, w = uniforms.shape
+    codes = np.zeros((n, h, w), np.int32)
+    step = max(1, batch_size or n)
+    for start in range(0, n, step):
+        chunk, draws = codes[start:start + step], uniforms[start:start + step]  # views: filled in place
+        for i in range(h):
+            for j in range(w):
+                logits = np.asarray(logits_fn(chunk), np.float64)[:, i, j]
+                cdf = np.cumsum(np.exp(logits - logits.max(-1, keepdims=True)), -1)
+                chunk[:, i, j] = (draws[:, i, j, None] * cdf[:, -1:] >= cdf).sum(-1)
+    return codes
 
 
 def sample_inputs(facts, n, seed=None):
@@ -247,7 +338,20 @@ def _import_runtime(path):
                                   name=module) from err
 
 
-def _open_onnx(path, providers):
+def _open_file(path, providers, what, output):
+    """`(path, run, facts, (input names, output names), providers)` of an exported `what` ("decoder",
+    "prior") file; `run(feeds)` returns `{output: array}` (all outputs for TFLite)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{what.capitalize()} file not found: {path}.")
+    if path.endswith(".onnx"):
+        return path, *_open_onnx(path, providers, output)
+    if path.endswith(".tflite"):
+        return path, *_open_tflite(path), None
+    raise ValueError(f"Expected a .onnx or .tflite {what} file, received {path}.")
+
+
+def _open_onnx(path, providers, output):
     onnxruntime = _import_runtime(path)
     errors = onnxruntime.capi.onnxruntime_pybind11_state  # ONNX Runtime's own exception types
     try:
@@ -259,7 +363,7 @@ def _open_onnx(path, providers):
     metadata = session.get_modelmeta().custom_metadata_map
     facts = {key: _parse_facts(f"{path}'s metadata `{key}`", value) for key, value in metadata.items()}
     names = [spec.name for spec in session.get_inputs()], [spec.name for spec in session.get_outputs()]
-    return (lambda feeds: {"mean": session.run(["mean"], feeds)[0]}), facts, names, session.get_providers()
+    return (lambda feeds: {output: session.run([output], feeds)[0]}), facts, names, session.get_providers()
 
 
 def _open_tflite(path):

@@ -60,6 +60,17 @@ def _image_outputs(model, inputs, features):
     return keras.Model(inputs, outputs, name="serving_decoder")
 
 
+def serving_prior(model):
+    """The one-step network of a model's autoregressive prior over codes: int32 `codes` [B, h, w]
+    -> `{"logits": [B, h, w, K]}`, the logits of every position given the codes before it; None
+    for a model without one. Sampling loops over positions outside it (`export.runtime.sample_codes`)."""
+    network = getattr(model, "prior_network", None)
+    if network is None:
+        return None
+    codes = keras.Input(model.grid_shape, dtype="int32", name="codes")
+    return keras.Model({"codes": codes}, {"logits": network(codes)}, name="serving_prior")
+
+
 def input_signature(decoder):
     """The export signature of a serving decoder: one dict argument of named `tf.TensorSpec`s
     with a dynamic batch axis."""

@@ -122,6 +122,35 @@ def test_get_config_round_trip_records_num_codes():
     assert clone.get_config() == config and clone.codebook.shape == (16, 2) and clone.codebook.trainable
 
 
+def test_pixelcnn_prior_config_round_trip_and_reload(tmp_path):
+    model = build(prior="pixelcnn", prior_epochs=7, prior_filters=8, prior_layers=2, prior_dropout=0.2)
+    config = model.get_config()
+    assert (config["prior"], config["prior_epochs"], config["prior_filters"], config["prior_layers"],
+            config["prior_dropout"]) == ("pixelcnn", 7, 8, 2, 0.2)
+    clone = type(model).from_config(config)
+    assert clone.get_config() == config and clone.prior_network.count_params() == model.prior_network.count_params()
+    assert not any(w.path.startswith("pixelcnn/") for w in model.trainable_weights)  # stage 2 trains it, alone
+    for weight in model.prior_network.weights:
+        weight.assign(np.random.default_rng(0).normal(0, 0.3, weight.shape).astype(np.float32))
+
+    out = write_run(str(tmp_path / "run"), model, "vqvae")
+    reloaded = zoo.load_model(out)
+    for mine, theirs in zip(model.prior_network.weights, reloaded.prior_network.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    codes = model.prior().sample(3, seed=0)
+    np.testing.assert_array_equal(reloaded.prior().sample(3, seed=0), codes)
+    np.testing.assert_allclose(reloaded.prior().log_prob(codes), model.prior().log_prob(codes), rtol=1e-6)
+
+
+def test_frequency_prior_is_the_default_and_reads_old_configs():
+    model = build()
+    assert model.get_config()["prior"] == "frequencies" and model.prior_network is None
+    old = {**model.get_config(), "prior": "normal"}  # a config saved before the PixelCNN prior
+    assert type(model).from_config(old).get_config()["prior"] == "frequencies"
+    codes = np.zeros((5, 7, 7), np.int32)
+    np.testing.assert_allclose(model.prior().log_prob(codes), np.full(5, 49 * np.log(1 / 3)), rtol=1e-5)
+
+
 def test_keras_and_saved_model_round_trips(trained, tmp_path):
     model, _ = trained
     x = images((28, 28, 1))
@@ -176,11 +205,15 @@ def test_bad_codes_and_arguments_are_rejected():
         build(num_codes=0)
     with pytest.raises(ValueError, match=r"Expected commitment >= 0 and 0 <= decay < 1, received commitment=-1"):
         build(commitment=-1)
-    with pytest.raises(ValueError, match="expected num_classes=None and prior='normal', received num_classes=10, "
-                                         "prior='normal'"):
+    with pytest.raises(ValueError, match=r"expected num_classes=None and a prior from \('frequencies', 'pixelcnn'\), "
+                                         "received num_classes=10, prior='frequencies'"):
         build(num_classes=10)
     with pytest.raises(ValueError, match="received num_classes=None, prior='mog'"):
         build(prior="mog")
+    with pytest.raises(ValueError, match="Expected a positive integer for `prior_epochs`, received prior_epochs=0"):
+        build(prior="pixelcnn", prior_epochs=0)
+    with pytest.raises(ValueError, match="Expected 0 <= prior_dropout < 1, received prior_dropout=1"):
+        build(prior="pixelcnn", prior_dropout=1)
 
 
 def test_recipe_records_num_codes_and_no_ema(tmp_path, mnist_npz):

@@ -19,6 +19,7 @@ BINARIZE = ("dynamic", "threshold", "none")
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian_pixel", "logistic", "logistic_mixture")
 BACKBONES = ("auto", "conv", "resnet")  # auto: `zoo.training.choose_networks`
 NORMS = ("none", "group", "weight")
+PRIORS = ("normal", "mog", "frequencies", "pixelcnn")  # the last two: over a vqvae's codes
 
 
 def _checked(convert, test, expected):
@@ -108,7 +109,8 @@ def build_parser(variant, description, defaults=None, extra_options=()):
                         help="importance samples per test image for the test NLL of the evaluation after "
                              "training (0 skips it); the README's figures use 500: "
                              "`python -m zoo.evaluate RUN_DIR --k 500`")
-    parser.add_argument("--prior", choices=("normal", "mog"), default="normal", help="prior p(z)")
+    parser.add_argument("--prior", choices=PRIORS, default="normal",
+                        help="prior p(z): normal or mog for Gaussian latents; frequencies or pixelcnn for vqvae codes")
     parser.add_argument("--backbone", choices=BACKBONES, default="auto",
                         help="encoder and decoder: strided convs, or pre-activation residual blocks; auto: resnet "
                              "(the better on OpenMoji and on mnist5k-bin)")

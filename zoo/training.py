@@ -32,6 +32,8 @@ from zoo.cli import BINARIZE
 
 HISTORY = "history.csv"
 CHECKPOINTS, LOGS = artifacts.WORKING_DIRS
+PRIOR_STAGE = "prior"  # stage 2's checkpoints (OUT/checkpoints/prior) and history (prior_history.csv)
+PRIOR_BATCH_SIZE = 64
 WIDTHS = {"conv": 64, "resnet": 32}  # filters of the first level when --width is not given
 
 
@@ -246,12 +248,20 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
                   steps_per_epoch=steps(train_part), validation_steps=steps(val_part),
                   initial_epoch=epochs if state and state["stopped"] else done, verbose=0)  # the pipeline shuffles
     interrupt.raise_if_requested()
+    prior_metrics = {}
+    if getattr(model, "prior_network", None) is not None:  # stage 2: the prior over the trained encoder's codes
+        seen = "threshold" if binarize == "threshold" else "none"  # the images as validation sees them
+        prior_metrics = train_prior(model, [batches(part, batch_size, conditional=False, binarize=seen)
+                                            for part in (train_part, val_part)],
+                                    out=out, fingerprint=fingerprint, learning_rate=learning_rate, seed=seed,
+                                    patience=patience, resume_from=resume_from, print_fn=print_fn)
 
     with data.naming_bad_files(test_split):
         scores = model.evaluate(stream(test_split), steps=steps(test_split), return_dict=True, verbose=0)
     metrics = {f"test_{k}": float(v) for k, v in scores.items()}
     metrics["epochs_trained"] = checkpoint.epoch
     metrics["train_images_per_second"] = float(np.median(progress.throughput))
+    metrics.update(prior_metrics)
     print_fn("test: " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()),
              flush=True)
 
@@ -277,6 +287,54 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     manifest = artifacts.write_manifest(
         out, before_commit=lambda: shutil.rmtree(checkpoint.directory, ignore_errors=True), **fields)
     return manifest
+
+
+def train_prior(model, splits, *, out, fingerprint, learning_rate, seed, patience, resume_from=None, print_fn=print):
+    """Stage 2, for a model with a prior network over its codes (the VQ-VAE's PixelCNN): fits
+    `model.prior_network` on the codes `model.codes_of` gives for the `(train, validation)` image
+    batches `splits`, for `model.prior_epochs` epochs, with its own Adam, early stopping on the
+    validation codes' NLL, progress lines prefixed `prior`, `prior_history.csv`, and checkpoints
+    of its own in `OUT/checkpoints/prior`: a kill here resumes here (stage 1's checkpoint already
+    holds all its epochs, so it is not trained again).
+
+    Returns:
+        Metrics: `prior_epochs_trained`, the best `prior_val_nll` (nats per code grid; None
+        without a validation split) and `prior_train_grids_per_second`.
+    """
+    network, epochs = model.prior_network, model.prior_epochs
+    train_codes, val_codes = (model.codes_of(split) for split in splits)
+    pairs = lambda c: tf.data.Dataset.from_tensor_slices((c, c))  # codes in, the same codes as targets
+    train_ds = pairs(train_codes).shuffle(max(len(train_codes), 1), seed=seed).batch(PRIOR_BATCH_SIZE)
+    val_ds = pairs(val_codes).batch(PRIOR_BATCH_SIZE) if len(val_codes) else None
+    steps = int(np.ceil(len(train_codes) / PRIOR_BATCH_SIZE))
+    say = lambda line, **kw: print_fn(f"  prior {line[2:]}" if line.startswith("  ") else f"prior {line}", **kw)
+    with model.distribute_strategy.scope():
+        network.trainable = True
+        network.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=max(epochs * steps, 1), alpha=0.05)), loss=model.prior_loss)
+    progress = callbacks.Progress(len(train_codes), epochs, say, steps_per_epoch=steps, batch_size=PRIOR_BATCH_SIZE)
+    stopping = callbacks.ResumableEarlyStopping(patience) if len(val_codes) else None
+    checkpoint = callbacks.Checkpoint(os.path.join(out, CHECKPOINTS, PRIOR_STAGE),
+                                      {**fingerprint, "stage": PRIOR_STAGE, "batch_size": PRIOR_BATCH_SIZE},
+                                      early_stopping=stopping, progress=progress)
+    state = checkpoint.restore(network, resume_from and os.path.join(resume_from, PRIOR_STAGE))
+    done = state["epoch"] if state else 0
+    history = os.path.join(out, f"{PRIOR_STAGE}_{HISTORY}")
+    callbacks.truncate_history(history, done)
+    interrupt = callbacks.StopOnInterrupt(checkpoint)
+    print_fn(f"resuming the prior from {checkpoint.directory}: {done} of {epochs} epochs done" if state else
+             f"training the {network.name} prior on the codes of {len(train_codes)} train / {len(val_codes)} "
+             f"validation images, {network.count_params():,} parameters", flush=True)
+    fit_callbacks = [callbacks.StopOnNaN(checkpoint), progress, *([stopping] if stopping else []),
+                     keras.callbacks.CSVLogger(history, append=True), checkpoint, interrupt]
+    with interrupt.installed():
+        network.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=fit_callbacks, shuffle=False,
+                    initial_epoch=epochs if state and state["stopped"] else done, verbose=0)
+    interrupt.raise_if_requested()
+    network.trainable = False
+    best = stopping.best if stopping is not None and np.isfinite(stopping.best) else None
+    return {"prior_epochs_trained": checkpoint.epoch, "prior_val_nll": None if best is None else float(best),
+            "prior_train_grids_per_second": float(np.median(progress.throughput)) if progress.throughput else None}
 
 
 def choose_networks(image_shape, options, print_fn=print):

@@ -1,15 +1,18 @@
 """The vector-quantised VAE (van den Oord et al., 2017): a grid of discrete codes from a learned codebook."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from zoo import networks
 from zoo.models.base import LatentVariableModel, _check_positive
+from zoo.networks import pixelcnn
 from zoo.registry import register
 
 tfd = tfp.distributions
 SMOOTHING = 1e-5  # Laplace smoothing of the EMA code counts: no division by zero for unused codes
+PRIORS = ("frequencies", "pixelcnn")
 
 
 @register("vqvae")
@@ -33,8 +36,12 @@ class VQVAE(LatentVariableModel):
     with Laplace-smoothed N_k. `update_codebook` does this in the training step (as
     BatchNormalization updates its moving statistics), and resets every code unused for
     `restart_after` steps to a random encoder vector of the batch; all codes start unused, so the
-    first batch initialises the codebook. p(z) is the per-position frequency of each code, tracked
-    by the same moving average (or set by `fit_prior`); `sample` draws codes from it.
+    first batch initialises the codebook.
+
+    p(z), the prior `sample` draws codes from, is either the per-position frequency of each code,
+    tracked by the same moving average (or set by `fit_prior`), or a gated PixelCNN over the
+    grid (`zoo.networks.pixelcnn`), trained after the VQ-VAE on the codes of its encoder: the
+    second stage of `zoo.training.train`, for `prior_epochs` epochs.
 
     Args:
         input_shape: image shape `(H, W, C)`.
@@ -44,10 +51,16 @@ class VQVAE(LatentVariableModel):
         ema: update the codebook by moving averages (True) or by the gradient of the codebook loss.
         decay: decay of the moving averages (codebook and p(z)).
         restart_after: training steps a code may stay unused before it is reset.
+        prior: "frequencies" (independent codes, each from its position's frequencies) or
+            "pixelcnn" (autoregressive). "normal", the name in configs saved before the PixelCNN,
+            means "frequencies".
+        prior_epochs: epochs of the PixelCNN's training stage.
+        prior_filters, prior_layers, prior_dropout: the PixelCNN's channels, gated layers and
+            dropout rate (`zoo.networks.pixelcnn.gated_pixelcnn`).
         **kwargs: `likelihood`, `width`, `hidden` and Keras arguments of `LatentVariableModel`.
 
     Raises:
-        ValueError: for an argument out of range, or `num_classes` / `prior="mog"` / `dense_layers` /
+        ValueError: for an argument out of range, an unknown prior, or `num_classes` / `dense_layers` /
             `broadcast_decoder` (not supported).
 
     Example:
@@ -57,17 +70,22 @@ class VQVAE(LatentVariableModel):
         codes = model.encode(x[:8]).mean()      # int32 [8, 7, 7]
         images = model.decode(codes).mean()     # [8, 28, 28, 1]
         new = model.sample(16, seed=0)          # codes ~ p(z), decoded
+        model.prior().log_prob(codes)           # nats per grid, [8]
     """
 
     metric_names = ("loss", "reconstruction", "commitment", "perplexity", "usage")
     has_prior = False  # no `prior_log_prob` signature: p(z) is over codes, not a density over z
 
     def __init__(self, input_shape, latent_dim=16, num_codes=64, commitment=0.25, ema=True, decay=0.99,
-                 restart_after=20, **kwargs):
-        if kwargs.get("num_classes") is not None or kwargs.get("prior", "normal") != "normal":
-            raise ValueError("A vqvae is unconditional, with the code frequencies as its prior: expected num_classes="
-                             f"None and prior='normal', received num_classes={kwargs.get('num_classes')!r}, "
-                             f"prior={kwargs.get('prior', 'normal')!r}.")
+                 restart_after=20, prior="frequencies", prior_epochs=30, prior_filters=64, prior_layers=6,
+                 prior_dropout=0.1, **kwargs):
+        prior = "frequencies" if prior == "normal" else prior
+        if kwargs.get("num_classes") is not None or prior not in PRIORS:
+            raise ValueError(f"A vqvae is unconditional, with a prior over codes: expected num_classes=None and a "
+                             f"prior from {PRIORS}, received num_classes={kwargs.get('num_classes')!r}, "
+                             f"prior={prior!r}.")
+        if not 0 <= prior_dropout < 1:
+            raise ValueError(f"Expected 0 <= prior_dropout < 1, received prior_dropout={prior_dropout!r}.")
         if kwargs.get("dense_layers", 0) or kwargs.get("broadcast_decoder", False):
             raise ValueError("A vqvae's latent is a grid of codes, decoded by convs with no dense layers or "
                              "broadcast: expected dense_layers=0 and broadcast_decoder=False, received "
@@ -76,7 +94,12 @@ class VQVAE(LatentVariableModel):
         if not commitment >= 0 or not 0 <= decay < 1:
             raise ValueError(f"Expected commitment >= 0 and 0 <= decay < 1, received commitment={commitment!r}, "
                              f"decay={decay!r}.")
-        super().__init__(input_shape, latent_dim, **kwargs)
+        super().__init__(input_shape, latent_dim, prior="normal", **kwargs)
+        self.prior_name = prior
+        self.prior_epochs = _check_positive("prior_epochs", prior_epochs)
+        self.prior_filters = _check_positive("prior_filters", prior_filters)
+        self.prior_layers = _check_positive("prior_layers", prior_layers)
+        self.prior_dropout = float(prior_dropout)
         self.num_codes = _check_positive("num_codes", num_codes)
         self.restart_after = _check_positive("restart_after", restart_after)
         self.commitment, self.ema, self.decay = float(commitment), bool(ema), float(decay)
@@ -91,6 +114,11 @@ class VQVAE(LatentVariableModel):
                                             initializer=keras.initializers.Constant(self.restart_after))
         self.code_frequencies = self.add_weight(shape=(*self.grid_shape, k), name="code_frequencies",
                                                 trainable=False, initializer=keras.initializers.Constant(1 / k))
+        self.prior_network = None
+        if prior == "pixelcnn":
+            self.prior_network = pixelcnn.gated_pixelcnn(self.grid_shape, k, filters=self.prior_filters,
+                                                         layers=self.prior_layers, dropout=self.prior_dropout)
+            self.prior_network.trainable = False  # trained in a stage of its own, not by the VQ-VAE's loss
 
     def make_networks(self):
         grid = networks.grid_shape(self.image_shape)
@@ -125,8 +153,25 @@ class VQVAE(LatentVariableModel):
         return self.decoder(tf.gather(self.codebook, tf.cast(codes, tf.int32)))
 
     def prior(self):
-        """p(z): an independent categorical over codes at each grid position (event shape `[h, w]`)."""
+        """p(z) over code grids: `log_prob(codes)` -> `[B]` nats, `sample(n, seed)` -> int32 `[n, h, w]`.
+
+        "frequencies": an independent categorical at each grid position (a TFP distribution, event
+        shape `[h, w]`); "pixelcnn": the autoregressive `zoo.networks.pixelcnn.CodePrior`, whose
+        `sample` takes an int seed for numpy's generator.
+        """
+        if self.prior_network is not None:
+            return pixelcnn.CodePrior(self.prior_network)
         return tfd.Independent(tfd.Categorical(probs=tf.convert_to_tensor(self.code_frequencies)), 2)
+
+    def codes_of(self, batches):
+        """The codes of image batches (any iterable of `[B, H, W, C]`): int32 numpy `[N, h, w]`,
+        the training data of the PixelCNN prior."""
+        found = [self.encode(x).mean().numpy() for x in batches]
+        return np.concatenate(found) if found else np.zeros((0, *self.grid_shape), np.int32)
+
+    def prior_loss(self, codes, logits):
+        """The PixelCNN's loss: -log p(codes) in nats per grid, `[B]`."""
+        return pixelcnn.code_nll(codes, logits)
 
     def fit_prior(self, x, batch_size=256):
         """Sets p(z) to the frequency of each code at each grid position over the images `x`."""
@@ -187,7 +232,9 @@ class VQVAE(LatentVariableModel):
 
     def get_config(self):
         return {**super().get_config(), "num_codes": self.num_codes, "commitment": self.commitment, "ema": self.ema,
-                "decay": self.decay, "restart_after": self.restart_after}
+                "decay": self.decay, "restart_after": self.restart_after, "prior_epochs": self.prior_epochs,
+                "prior_filters": self.prior_filters, "prior_layers": self.prior_layers,
+                "prior_dropout": self.prior_dropout}
 
 
 def code_usage(codes, num_codes):
