@@ -130,20 +130,24 @@ def test_warm_up_scales_the_kl_with_the_optimizer_step():
     model.compile(optimizer="adam")
     for step, weight in [(0, 0.0), (25, 0.25), (100, 1.0), (400, 1.0)]:
         model.optimizer.iterations.assign(step)
-        terms = model.loss_terms(x)
+        terms = model.loss_terms(x, training=True)
         np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + weight * terms["kl"], rtol=1e-5)
-    terms = tiny(warmup_steps=100).loss_terms(x)  # not compiled: the full ELBO
-    np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + terms["kl"], rtol=1e-5)
+    model.optimizer.iterations.assign(0)
+    for terms in (model.loss_terms(x), tiny(warmup_steps=100).loss_terms(x, training=True)):
+        # validation and test, or not compiled: the negative ELBO
+        np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + terms["kl"], rtol=1e-5)
 
 
 def test_free_bits_hold_each_group_at_its_floor():
     """Each group's KL counts as max(free_bits, its batch mean): with a floor above every group's
     KL the loss is the reconstruction plus groups * floor, whatever the KL."""
     x = binary()
-    terms = tiny(free_bits=1e4).loss_terms(x)
+    model = tiny(free_bits=1e4)
+    terms = model.loss_terms(x, training=True)
     np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + 3 * 1e4, rtol=1e-6)
-    low = tiny(free_bits=1e-3)
-    terms = low.loss_terms(x)
+    terms = model.loss_terms(x)  # validation and test: the negative ELBO
+    np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + terms["kl"], rtol=1e-5)
+    terms = tiny(free_bits=1e-3).loss_terms(x, training=True)
     kls = [terms[f"kl_{level}"] for level in ("top", "7x7", "14x14")]
     expected = terms["reconstruction"] + sum(np.maximum(kl, 1e-3) for kl in kls)
     np.testing.assert_allclose(terms["loss"], expected, rtol=1e-5)

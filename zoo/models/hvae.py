@@ -27,10 +27,12 @@ class HVAE(LatentVariableModel):
     unchanged. `encode(x)` is q over that noise along the posterior-mean path (each group's eps at
     its posterior mean); `log_weights(x)` draws every group from q in turn.
 
-    The loss is the negative ELBO with one closed-form KL per group, KL_g = KL(N(m, s) || N(0, I))
+    The training loss is the negative ELBO with one closed-form KL per group, KL_g = KL(N(m, s) || N(0, I))
     over the group's noise (equal to KL(q(z_g) || p(z_g)), since z_g is an affine map of eps_g):
 
         loss = E[-log p(x|z)] + w(t) * sum_g max(free_bits, E_batch[KL_g]),   w(t) = min(1, t / warmup_steps)
+
+    (validation and test report the plain negative ELBO: see `loss_terms`).
 
     Args:
         latent_dim: size of the top group (a vector); `model.latent_dim` is the total noise size.
@@ -119,15 +121,18 @@ class HVAE(LatentVariableModel):
     # --- the objective -----------------------------------------------------------------------
 
     def loss_terms(self, x, labels=None, training=False):
-        """The objective, the negative ELBO's reconstruction and KL, and the KL of each level
-        (batch means, nats per image)."""
+        """The loss, the negative ELBO's reconstruction and KL, and the KL of each level (batch
+        means, nats per image). Warm-up and free bits shape the loss in training only: validation
+        and test report the negative ELBO, so the best validation epoch is not a warm-up epoch
+        whose KL weighed less."""
         raw, parts = self.infer(x, sample=True)
         reconstruction = -self.likelihood_of(raw).log_prob(x)
         kls = [tfd.kl_divergence(_normal(loc, scale), _normal(tf.zeros_like(loc), 1.0)) for loc, scale, _ in parts]
         group_kls = [tf.reduce_mean(kl) for kl in kls]
-        terms = {"loss": tf.reduce_mean(reconstruction) + self._kl_weight() * tf.add_n(
-                     [tf.maximum(kl, self.free_bits) for kl in group_kls]),
-                 "reconstruction": tf.reduce_mean(reconstruction), "kl": tf.add_n(group_kls)}
+        terms = {"reconstruction": tf.reduce_mean(reconstruction), "kl": tf.add_n(group_kls)}
+        terms["loss"] = terms["reconstruction"] + (
+            self._kl_weight() * tf.add_n([tf.maximum(kl, self.free_bits) for kl in group_kls]) if training
+            else terms["kl"])
         for level in dict.fromkeys(self.group_levels):
             terms[f"kl_{level}"] = tf.add_n([kl for kl, at in zip(group_kls, self.group_levels) if at == level])
         return terms
