@@ -77,8 +77,8 @@ class VQVAE(LatentVariableModel):
     has_prior = False  # no `prior_log_prob` signature: p(z) is over codes, not a density over z
 
     def __init__(self, input_shape, latent_dim=16, num_codes=64, commitment=0.25, ema=True, decay=0.99,
-                 restart_after=20, prior="frequencies", prior_epochs=30, prior_filters=64, prior_layers=6,
-                 prior_dropout=0.1, **kwargs):
+                 restart_after=20, prior="frequencies", prior_epochs=60, prior_filters=64, prior_layers=6,
+                 prior_dropout=0.25, **kwargs):
         prior = "frequencies" if prior == "normal" else prior
         if kwargs.get("num_classes") is not None or prior not in PRIORS:
             raise ValueError(f"A vqvae is unconditional, with a prior over codes: expected num_classes=None and a "
