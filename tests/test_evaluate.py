@@ -390,10 +390,17 @@ def test_classifier_refuses_a_dataset_without_classes(tmp_path, monkeypatch):
 def test_vq_metrics_activate_on_num_codes(mnist_small):
     _, (x, y) = mnist_small
     settings = {"k": 10, "max_images": 20, "ood_k": 4, "ood_size": 10, "seed": 0}
-    vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32)
+    vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32,
+                    prior="pixelcnn", prior_filters=8, prior_layers=2)
     results, codes = report.compute(vq, x, y, "mnist5k", settings, print_fn=lambda *a, **k: None)
     assert codes is None  # no continuous latent to draw
     assert 1.0 <= results["perplexity"] <= 16 and 0 < results["codebook_usage"] <= 1
+    # -log p(codes) under each prior, and the samples of each, so a PixelCNN shows what it adds.
+    test_codes = vq.encode(x).mean()
+    assert results["test_code_nll"] == pytest.approx(-np.mean(vq.prior().log_prob(test_codes)), rel=1e-5)
+    assert results["test_code_nll_frequencies"] == pytest.approx(
+        -np.mean(vq.prior("frequencies").log_prob(test_codes)), rel=1e-5)
+    assert {"sample_classifier_fd", "sample_classifier_fd_frequencies", "sample_confidence_frequencies"} <= set(results)
     assert len(results["code_counts"]) == 16 and results["ood_score"] == "reconstruction_mse"
     assert set(results["skipped"]) >= {"test_nll", "kl_per_dim", "mig"}
 

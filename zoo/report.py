@@ -17,7 +17,8 @@ What applies:
 - models that sample, on datasets with class labels: sample quality (`sample_quality`), judged by
   the same classifier;
 - conditional models on openmoji: restyle errors on the pairs "same emoji, other tone" (`restyle_metrics`);
-- VQ-VAEs (models with `num_codes`): perplexity and codebook usage;
+- VQ-VAEs (models with `num_codes`): perplexity, codebook usage and the test codes' NLL under the
+  prior (and, for a PixelCNN prior, the same and the sample quality under the code frequencies);
 - outlier detection: AUROC of -log p(x) (or of the reconstruction error when there is no
   likelihood to estimate) between test images and out-of-distribution sets.
 """
@@ -111,6 +112,11 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
     else:
         with timed(f"sample quality ({SAMPLE_IMAGES} samples against {len(x)} test images)", print_fn):
             out.update(sample_quality(model, x, dataset, options=options, seed=settings["seed"], print_fn=print_fn))
+            if discrete and model.prior_name != "frequencies":  # the baseline every VQ-VAE tracks
+                draw = lambda n, labels, seed: model.decode(model.prior("frequencies").sample(n, seed=seed)).mean()
+                baseline = sample_quality(model, x, dataset, options=options, seed=settings["seed"], draw=draw,
+                                          print_fn=print_fn)
+                out.update({f"{key}_frequencies": baseline[key] for key in SAMPLE_METRICS})
 
     if dataset == "openmoji" and hasattr(model, "restyle"):
         pairs, reason = openmoji_pairs(x, y)
@@ -127,6 +133,9 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
     if discrete:
         stats = metrics.codebook_stats(encoded["codes"], model.num_codes)
         out.update({key: stats[key] for key in ("perplexity", "codebook_usage", "codes_used")})
+        for kind in dict.fromkeys([model.prior_name, "frequencies"]):  # -log p(codes) of the test images
+            nll = -np.mean(model.prior(kind).log_prob(encoded["codes"]))
+            out["test_code_nll" + ("" if kind == model.prior_name else f"_{kind}")] = float(nll)
         out["code_counts"] = stats["counts"].tolist()
     else:
         skip["perplexity"] = skip["codebook_usage"] = "not a VQ-VAE"
@@ -169,7 +178,10 @@ def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, 
             "classifier_test_accuracy": info["test_accuracy"]}
 
 
-def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, print_fn=print):
+SAMPLE_METRICS = ("sample_classifier_fd", "sample_confidence", "sample_class_entropy")
+
+
+def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, draw=None, print_fn=print):
     """How `n` samples look to the dataset's classifier (`zoo.classifier`), against the test images `x`:
 
     - `sample_classifier_fd`: the Fréchet distance between the classifier's last hidden features
@@ -179,7 +191,8 @@ def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, pri
     - `sample_confidence`: the classifier's mean top probability on the samples (digits it can read);
     - `sample_class_entropy`: the entropy of its predicted-class histogram (diversity; log C at best);
 
-    and the last two on the test images, for reference. Conditional models draw every class in turn.
+    and the last two on the test images, for reference. Conditional models draw every class in
+    turn. `draw(n, labels, seed)` draws the images (default: `model.sample`).
     """
     from zoo import classifier
 
@@ -189,7 +202,7 @@ def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, pri
     for first in range(0, n, step):  # in batches: bounded memory for large images
         count = min(step, n - first)
         ids = None if labels is None else labels[first:first + count]
-        parts.append(np.asarray(model.sample(count, labels=ids, seed=seed + first)))
+        parts.append(np.asarray((draw or model.sample)(count, labels=ids, seed=seed + first)))
     samples = np.concatenate(parts)
     features, probabilities = classifier.read(judge, samples)
     test_features, test_probabilities = classifier.read(judge, x)

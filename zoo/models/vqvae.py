@@ -152,14 +152,18 @@ class VQVAE(LatentVariableModel):
                 raise ValueError(f"Codes must lie in [0, {self.num_codes - 1}], received [{low}, {high}].")
         return self.decoder(tf.gather(self.codebook, tf.cast(codes, tf.int32)))
 
-    def prior(self):
+    def prior(self, kind=None):
         """p(z) over code grids: `log_prob(codes)` -> `[B]` nats, `sample(n, seed)` -> int32 `[n, h, w]`.
 
         "frequencies": an independent categorical at each grid position (a TFP distribution, event
         shape `[h, w]`); "pixelcnn": the autoregressive `zoo.networks.pixelcnn.CodePrior`, whose
-        `sample` takes an int seed for numpy's generator.
+        `sample` takes an int seed for numpy's generator. `kind` picks one (default: the model's
+        own prior); every model tracks the frequencies, so a PixelCNN model can be compared with them.
         """
-        if self.prior_network is not None:
+        kind = kind or self.prior_name
+        if kind not in PRIORS or (kind == "pixelcnn" and self.prior_network is None):
+            raise ValueError(f"This vqvae's priors are {('frequencies', self.prior_name)}: received kind={kind!r}.")
+        if kind == "pixelcnn":
             return pixelcnn.CodePrior(self.prior_network)
         return tfd.Independent(tfd.Categorical(probs=tf.convert_to_tensor(self.code_frequencies)), 2)
 
