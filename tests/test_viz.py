@@ -154,6 +154,11 @@ def test_draw_run_for_a_vq_model(tmp_path, mnist_small):
     vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32)
     drawn = viz.draw_run(vq, str(tmp_path), x, y, code_counts=counts, name="vq")
     assert drawn == ["codebook_usage.png", "reconstructions.png", "samples.png"]
+    vq = zoo.create("vqvae", input_shape=(28, 28, 1), latent_dim=2, num_codes=16, width=8, hidden=32,
+                    prior="pixelcnn", prior_filters=8, prior_layers=2)
+    os.makedirs(tmp_path / "pixelcnn")
+    drawn = viz.draw_run(vq, str(tmp_path / "pixelcnn"), x, y, name="vq")  # beside the baseline prior's samples
+    assert drawn == ["reconstructions.png", "samples.png", "samples_frequencies.png"]
 
 
 # --- apps/generate.py: the PNG grid of generated digits ------------------------------------------
