@@ -100,16 +100,17 @@ def test_config_round_trip_save_and_reload(tmp_path):
 
 
 def test_onnx_and_tflite_decoders_match_the_saved_model(tmp_path):
-    run = write_run(str(tmp_path), tiny(), "hvae")
+    """The export pipeline checks each file against the SavedModel's decode (its parity report);
+    here the files also agree with each other at another batch size, and sample."""
+    run = write_run(str(tmp_path), tiny(latent_channels=(2,)), "hvae")
     report = pipeline.export_run(run, ["onnx", "tflite"], print_fn=lambda *a, **k: None)
     assert report["onnx"]["passed"] and report["tflite"]["passed"], report
-    reference = evaluate.saved_model_functions(os.path.join(run, "saved_model"))["decode"]
-    for name in ("onnx", "tflite"):
-        decoder = load_decoder(os.path.join(run, formats.FORMATS[name].filename))
-        assert decoder.latent_dim == 4 + 98 + 196 and decoder.variant == "hvae"
-        z = sample_inputs(decoder.facts, 5, seed=3)["z"]
-        np.testing.assert_allclose(decoder.decode(z), reference(tf.constant(z, tf.float32))["mean"], atol=1e-4)
+    decoders = [load_decoder(os.path.join(run, formats.FORMATS[name].filename)) for name in ("onnx", "tflite")]
+    z = sample_inputs(decoders[0].facts, 5, seed=3)["z"]
+    for decoder in decoders:
+        assert decoder.latent_dim == 4 + 98 and decoder.variant == "hvae"
         assert decoder.generate(2, seed=0).shape == (2, 28, 28, 1)
+    np.testing.assert_allclose(decoders[0].decode(z), decoders[1].decode(z), atol=1e-4)
 
 
 def test_a_training_step_lowers_the_loss(mnist_small):
