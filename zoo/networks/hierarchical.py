@@ -88,6 +88,11 @@ class TopDown(layers.Layer):
         latent_channels: channels of the groups of each level, coarsest first (see `group_plan`).
         groups: latent groups per level that has latents.
         width, depth, norm: as the residual backbone's (`zoo.networks.resnet`).
+
+    Example:
+        top_down = TopDown((28, 28, 1), top_dim=16, latent_channels=(8, 4))
+        eps = keras.Input((sum(top_down.noise_sizes()),))    # 16 + 7*7*8 + 14*14*4
+        generator = keras.Model(eps, top_down.generate(eps))  # noise -> Bernoulli logits
     """
 
     def __init__(self, output_shape, top_dim, latent_channels=(8, 4), groups=1, width=32, depth=1, norm="none",
