@@ -471,3 +471,11 @@ def test_batches_shrink_for_large_images_so_a_pass_holds_as_many_values():
     assert evaluate.scaled_batch(8192, (28, 28, 1)) == 8192 and evaluate.scaled_batch(8192, (8, 8, 1)) == 8192
     assert evaluate.scaled_batch(8192, (64, 64, 3)) == 8192 * 784 // (64 * 64 * 3) == 522
     assert evaluate.scaled_batch(1, (512, 512, 3)) == 1
+
+
+def test_the_printed_table_shortens_long_lists():
+    """A hierarchical latent has 1,000+ dimensions: the table shows the first values, metrics.json all."""
+    table = report.table({"kl_per_dim": [0.5] * 1192, "active_units": 3, "skipped": {}, "pictures": []})
+    row = next(line for line in table.splitlines() if line.startswith("kl_per_dim"))
+    assert row.count("0.50") == report.TABLE_VALUES and row.endswith("... (1192 values, all in metrics.json)")
+    assert "active_units" in table

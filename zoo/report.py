@@ -35,6 +35,7 @@ OOD_SOURCES = ("mnist5k", "dsprites", "digits")
 SAME_DATA = {"mnist": "mnist5k"}  # datasets whose images are those of an OOD source
 CONDITIONAL_SAMPLES = 100  # per class
 SAMPLE_IMAGES = 1000  # drawn for the sample-quality metrics
+TABLE_VALUES = 32  # of a list metric (KL per dimension...) the printed table shows: a hierarchical latent has 1,000+
 # A pixel "changes" between two tones of an emoji when |x_i - x_j| summed over RGB exceeds this: skin
 # and hair, 13% of the test pairs' pixels, leaving out the faint anti-aliasing at the outlines (15% at 0).
 RESTYLE_THRESHOLD = 0.1
@@ -332,7 +333,8 @@ def table(results):
         if isinstance(value, float):
             value = f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
         elif isinstance(value, list):
-            value = " ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+            shown = " ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value[:TABLE_VALUES])
+            value = shown + (f" ... ({len(value)} values, all in metrics.json)" if len(value) > TABLE_VALUES else "")
         elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             rows += [(f"{key} {name}", " ".join(f"{k}={v:g}" for k, v in part.items())) for name, part in value.items()]
             continue
