@@ -14,8 +14,8 @@ What applies:
   likelihoods (`zoo.likelihoods.DISCRETE`) also in bits per dimension;
 - dSprites runs: MIG and the beta-VAE score against the ground-truth factors;
 - conditional models: conditional accuracy, judged by the cached `zoo.classifier`;
-- models that sample, on datasets with class labels: sample quality (`sample_quality`), judged by
-  the same classifier;
+- models that sample, on the built-in datasets with classes (and conditional models, which train
+  the classifier anyway): sample quality (`sample_quality`), judged by the same classifier;
 - conditional models on openmoji: restyle errors on the pairs "same emoji, other tone" (`restyle_metrics`);
 - VQ-VAEs (models with `num_codes`): perplexity, codebook usage and the test codes' NLL under the
   prior (and, for a PixelCNN prior, the same and the sample quality under the code frequencies);
@@ -106,10 +106,9 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
     else:
         skip["conditional_accuracy"] = "not a conditional model"
 
-    judged = (data.num_classes(y) or 0) > 1 and min(x.shape[1:3]) >= 4
-    if not judged or not (model.has_prior or discrete):
-        skip["sample_classifier_fd"] = ("no prior to sample from" if judged else
-                                        "no class labels (or images under 4x4) to train the judging classifier on")
+    reason = sample_quality_skipped(model, y, dataset, x.shape[1:])
+    if reason:
+        skip["sample_classifier_fd"] = reason
     else:
         with timed(f"sample quality ({SAMPLE_IMAGES} samples against {len(x)} test images)", print_fn):
             out.update(sample_quality(model, x, dataset, options=options, seed=settings["seed"], print_fn=print_fn))
@@ -180,6 +179,20 @@ def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, 
 
 
 SAMPLE_METRICS = ("sample_classifier_fd", "sample_confidence", "sample_class_entropy")
+
+
+def sample_quality_skipped(model, y, dataset, image_shape):
+    """Why `sample_quality` does not apply, or None. It needs samples, class ids with at least two
+    classes and images of at least 4x4 for the classifier; and, so that scoring a run of a user's
+    own labelled folder does not train a classifier for minutes unasked, a built-in dataset or a
+    conditional model (whose conditional accuracy trains that classifier anyway)."""
+    if not (model.has_prior or hasattr(model, "num_codes")):
+        return "no prior to sample from"
+    if np.ndim(y) != 1 or len(np.unique(y)) < 2 or min(image_shape[:2]) < 4:
+        return "no class labels (or images under 4x4) to train the judging classifier on"
+    if not model.num_classes and dataset not in data.names():
+        return "not a built-in dataset: its classifier would be trained for this metric alone"
+    return None
 
 
 def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, draw=None, print_fn=print):
