@@ -28,7 +28,8 @@ def binary(n=4, seed=0):
 
 def test_latent_is_the_noise_of_every_group():
     model = tiny()
-    assert model.latent_dim == 4 + 7 * 7 * 2 + 14 * 14 * 1 == hierarchical.noise_size((28, 28, 1), 4, (2, 1), 1)
+    assert model.latent_dim == 4 + 7 * 7 * 2 + 14 * 14 * 1 == sum(hierarchical.noise_sizes(
+        hierarchical.group_plan((28, 28, 1), (2, 1), 1), 4))
     assert tiny(groups=2).latent_dim == 4 + 2 * (7 * 7 * 2 + 14 * 14 * 1)
     assert tiny(latent_channels=(3,)).latent_dim == 4 + 7 * 7 * 3  # no 14x14 group
     assert model.metric_names == ("loss", "reconstruction", "kl", "kl_top", "kl_7x7", "kl_14x14")

@@ -66,7 +66,7 @@ class HVAE(LatentVariableModel):
         self.group_levels = ["top"] + [f"{h}x{w}" for _, (h, w, _) in plan]  # the level of each group, top first
         self.metric_names = ("loss", "reconstruction", "kl") + tuple(f"kl_{level}" for level in
                                                                      dict.fromkeys(self.group_levels))
-        total = hierarchical.noise_size(input_shape, self.top_dim, self.latent_channels, self.groups)
+        total = sum(hierarchical.noise_sizes(plan, self.top_dim))
         super().__init__(input_shape, latent_dim=total, backbone=backbone, **kwargs)
 
     def make_networks(self):

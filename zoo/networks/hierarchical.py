@@ -26,10 +26,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from zoo.distributions import MIN_SCALE
 from zoo.networks.conv import _filters, _levels
 from zoo.networks.resnet import _activate, _block, _conv, _upsample
 
-MIN_SCALE = 1e-4  # as zoo.distributions.MIN_SCALE: a floor that keeps log-densities finite
 UNIT_SCALE = math.log(math.e - 1.0)  # softplus(UNIT_SCALE) = 1: the prior starts at N(0, I)
 
 
@@ -55,9 +55,10 @@ def group_plan(image_shape, latent_channels, groups):
     return plan
 
 
-def noise_size(image_shape, top_dim, latent_channels, groups):
-    """The size of the flat noise vector: the top group's, plus every spatial group's."""
-    return top_dim + sum(int(np.prod(shape)) for _, shape in group_plan(image_shape, latent_channels, groups))
+def noise_sizes(plan, top_dim):
+    """Sizes of the parts of the flat noise vector: the top group's, then each group's of `plan`
+    (`group_plan`)."""
+    return [int(top_dim)] + [int(np.prod(shape)) for _, shape in plan]
 
 
 def bottom_up(input_shape, top_units, *, width=32, depth=1, norm="none", name="bottom_up"):
@@ -115,7 +116,7 @@ class TopDown(layers.Layer):
 
     def noise_sizes(self):
         """Sizes of the parts of the flat noise vector: the top group's, then each group's."""
-        return [self.top_dim] + [int(np.prod(shape)) for _, shape in self.plan]
+        return noise_sizes(self.plan, self.top_dim)
 
     # --- the path ----------------------------------------------------------------------------
 
