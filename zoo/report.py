@@ -24,6 +24,7 @@ What applies:
 """
 
 import contextlib
+import functools
 import time
 
 import numpy as np
@@ -111,12 +112,11 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
         skip["sample_classifier_fd"] = reason
     else:
         with timed(f"sample quality ({SAMPLE_IMAGES} samples against {len(x)} test images)", print_fn):
-            out.update(sample_quality(model, x, dataset, options=options, seed=settings["seed"], print_fn=print_fn))
-            if discrete and model.prior_name != "frequencies":  # the baseline every VQ-VAE tracks
-                draw = lambda n, labels, seed: model.decode(model.prior("frequencies").sample(n, seed=seed)).mean()
-                baseline = sample_quality(model, x, dataset, options=options, seed=settings["seed"], draw=draw,
-                                          print_fn=print_fn)
-                out.update({f"{key}_frequencies": baseline[key] for key in SAMPLE_METRICS})
+            draws = {"": model.sample}
+            if discrete and model.prior_name != "frequencies":  # beside the baseline every VQ-VAE tracks
+                draws["_frequencies"] = functools.partial(model.sample, prior="frequencies")
+            out.update(sample_quality(model, x, dataset, options=options, seed=settings["seed"], draws=draws,
+                                      print_fn=print_fn))
 
     if dataset == "openmoji" and hasattr(model, "restyle"):
         pairs, reason = openmoji_pairs(x, y)
@@ -178,9 +178,6 @@ def conditional_accuracy(model, dataset, per_class=CONDITIONAL_SAMPLES, seed=0, 
             "classifier_test_accuracy": info["test_accuracy"]}
 
 
-SAMPLE_METRICS = ("sample_classifier_fd", "sample_confidence", "sample_class_entropy")
-
-
 def sample_quality_skipped(model, y, dataset, image_shape):
     """Why `sample_quality` does not apply, or None. It needs samples, class ids with at least two
     classes and images of at least 4x4 for the classifier; and, so that scoring a run of a user's
@@ -195,7 +192,7 @@ def sample_quality_skipped(model, y, dataset, image_shape):
     return None
 
 
-def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, draw=None, print_fn=print):
+def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, draws=None, print_fn=print):
     """How `n` samples look to the dataset's classifier (`zoo.classifier`), against the test images `x`:
 
     - `sample_classifier_fd`: the Fréchet distance between the classifier's last hidden features
@@ -206,24 +203,29 @@ def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, dra
     - `sample_class_entropy`: the entropy of its predicted-class histogram (diversity; log C at best);
 
     and the last two on the test images, for reference. Conditional models draw every class in
-    turn. `draw(n, labels, seed)` draws the images (default: `model.sample`).
+    turn. `draws` maps a suffix of the three sample metrics to a function `draw(n, labels=, seed=)`
+    that draws the images (default: `{"": model.sample}`); the test images are read once for all.
     """
     from zoo import classifier
 
     judge, _ = classifier.load_or_train(dataset, options=options, print_fn=print_fn)
-    labels = np.arange(n, dtype=np.int32) % model.num_classes if model.num_classes else None
-    step, parts = evaluate.scaled_batch(500, x.shape[1:]), []
-    for first in range(0, n, step):  # in batches: bounded memory for large images
-        count = min(step, n - first)
-        ids = None if labels is None else labels[first:first + count]
-        parts.append(np.asarray((draw or model.sample)(count, labels=ids, seed=seed + first)))
-    samples = np.concatenate(parts)
-    features, probabilities = classifier.read(judge, samples)
     test_features, test_probabilities = classifier.read(judge, x)
-    drawn, real = metrics.class_statistics(probabilities), metrics.class_statistics(test_probabilities)
-    return {"sample_classifier_fd": metrics.frechet_distance(features, test_features),
-            "sample_confidence": drawn["confidence"], "sample_class_entropy": drawn["class_entropy"],
-            "test_confidence": real["confidence"], "test_class_entropy": real["class_entropy"], "sample_images": n}
+    real = metrics.class_statistics(test_probabilities)
+    out = {"test_confidence": real["confidence"], "test_class_entropy": real["class_entropy"], "sample_images": n}
+    labels = np.arange(n, dtype=np.int32) % model.num_classes if model.num_classes else None
+    step = evaluate.scaled_batch(500, x.shape[1:])
+    for suffix, draw in (draws or {"": model.sample}).items():
+        parts = []
+        for first in range(0, n, step):  # in batches: bounded memory for large images
+            count = min(step, n - first)
+            ids = None if labels is None else labels[first:first + count]
+            parts.append(np.asarray(draw(count, labels=ids, seed=seed + first)))
+        features, probabilities = classifier.read(judge, np.concatenate(parts))
+        drawn = metrics.class_statistics(probabilities)
+        out.update({f"sample_classifier_fd{suffix}": metrics.frechet_distance(features, test_features),
+                    f"sample_confidence{suffix}": drawn["confidence"],
+                    f"sample_class_entropy{suffix}": drawn["class_entropy"]})
+    return out
 
 
 def openmoji_pairs(x, y):

@@ -179,9 +179,8 @@ def draw_run(model, folder, x, y, *, means=None, kl=None, main_factor=None, code
         figures["samples.png"] = grid_figure(model.sample(64, seed=seed).numpy(), 8, 8,
                                              f"Samples, {name}: z ~ p(z), mean of p(x|z)")
         if getattr(model, "prior_name", "frequencies") == "pixelcnn":  # beside the baseline prior's
-            codes = model.prior("frequencies").sample(64, seed=seed)
             figures["samples_frequencies.png"] = grid_figure(
-                model.decode(codes).mean().numpy(), 8, 8,
+                model.sample(64, seed=seed, prior="frequencies").numpy(), 8, 8,
                 f"Samples, {name}: codes drawn independently from their per-position frequencies")
 
     if means is not None:

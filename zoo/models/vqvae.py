@@ -167,6 +167,10 @@ class VQVAE(LatentVariableModel):
             return pixelcnn.CodePrior(self.prior_network)
         return tfd.Independent(tfd.Categorical(probs=tf.convert_to_tensor(self.code_frequencies)), 2)
 
+    def sample(self, n, labels=None, seed=None, prior=None):
+        """Draws `n` images: codes from `self.prior(prior)` (default: the model's own prior), decoded."""
+        return self.decode(self.prior(prior).sample(n, seed=seed), labels).mean()
+
     def codes_of(self, batches):
         """The codes of image batches (any iterable of `[B, H, W, C]`): int32 numpy `[N, h, w]`,
         the training data of the PixelCNN prior."""
