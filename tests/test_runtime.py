@@ -123,7 +123,7 @@ def test_decode_and_generate_run_in_bounded_batches(conditional):
     """Each runtime call gets at most `batch_size` images, and the batches put together are what
     one call on all the latents gives."""
     calls, run = [], conditional._run
-    conditional._run = lambda feeds: calls.append(feeds) or run(feeds)
+    conditional._run = lambda feeds, outputs=None: calls.append(feeds) or run(feeds, outputs)
     conditional.batch_size = 3
     images = conditional.generate(10, labels=2, seed=0)
     assert [len(feeds["z"]) for feeds in calls] == [3, 3, 3, 1]
