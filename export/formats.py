@@ -51,7 +51,16 @@ PRIOR_FORMATS = {
 }
 
 
-def prior_formats(formats):
-    """The prior formats that go with the decoder `formats` (names of `FORMATS`)."""
-    return [name for name, wanted in (("prior-onnx", "onnx" in formats),
-                                      ("prior-tflite", any(f.startswith("tflite") for f in formats))) if wanted]
+# The encoder (`--parts decoder,encoder`): encoder.onnx with "onnx", the fp32 encoder.tflite with any
+# TFLite format. Held to the decoder's float tolerances, on every output (loc and scale, z, codes).
+ENCODER_FORMATS = {
+    "encoder-onnx": Format("encoder.onnx", _writer("onnx"), "max_abs", 1e-5),
+    "encoder-tflite": Format("encoder.tflite", _writer("tflite", quantization="none"), "max_abs", 1e-4),
+}
+
+
+def companion_formats(part, formats):
+    """The formats of `part` ("prior", "encoder") that go with the decoder `formats` (names of
+    `FORMATS`): `<part>-onnx` with "onnx", `<part>-tflite` with any TFLite format."""
+    return [f"{part}-{kind}" for kind, wanted in (("onnx", "onnx" in formats),
+                                                  ("tflite", any(f.startswith("tflite") for f in formats))) if wanted]

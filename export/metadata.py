@@ -22,18 +22,31 @@ JSON-encoded string.
                   {"kind": "pixelcnn", "file": "prior"}: an autoregressive prior over codes, exported
                   beside the decoder in the same format (prior.onnx, prior.tflite; see `prior_network_facts`)
     zoo_version   version of the zoo that exported it
+
+An exported encoder (`--parts encoder`) carries the same facts, with its own `inputs` (`x`
+[H, W, C], `labels`, and `noise` for hvae) and `outputs`, and besides:
+
+    part          "encoder"
+    input_shape   [H, W, C] of one image
+    outlier       the default outlier score (`export.runtime.Model.outlier_score`) on the run's test
+                  split: {"score": "complexity", "units": "bits", "k", "seed", "split": "test",
+                  "images", "quantiles": {"1": ..., "50": ..., "99.9": ...}}, so that apps say in
+                  plain words how unusual an image is; null for a model without a likelihood
+                  (ae, vqvae) or a run whose test split cannot be read here
 """
 
 import numpy as np
 import tensorflow_probability as tfp
 
 import zoo
-from export.serving import input_specs
+from export.serving import input_specs, output_names
 from zoo import likelihoods
 from zoo.artifacts import RunError
 
 tfd = tfp.distributions
 PRIOR_FILE = "prior"  # stem of an exported prior network's file: prior.onnx, prior.tflite
+QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)  # percentiles of the outlier calibration
+CALIBRATION_IMAGES = 500  # test images it scores
 
 
 def prior_network_facts(model, manifest, network):
@@ -43,6 +56,35 @@ def prior_network_facts(model, manifest, network):
     return {"variant": manifest["variant"], "kind": "pixelcnn", "grid_shape": [int(s) for s in model.grid_shape],
             "num_codes": int(model.num_codes), "inputs": input_specs(network), "outputs": sorted(network.output.keys()),
             "zoo_version": zoo.__version__}
+
+
+def encoder_facts(model, decoder_facts, encoder, outlier):
+    """The facts of `encoder` (`export.serving.serving_encoder(model)`): the decoder's facts, with
+    the encoder's inputs and outputs, `part`, `input_shape` and the `outlier` calibration."""
+    return {**decoder_facts, "part": "encoder", "input_shape": [int(s) for s in model.image_shape],
+            "inputs": input_specs(encoder), "outputs": output_names(encoder), "outlier": outlier}
+
+
+def outlier_calibration(run_dir, model, manifest, print_fn=print):
+    """The quantiles of the default outlier score on (up to `CALIBRATION_IMAGES` of) the run's test
+    split, computed with the same estimator as `export.runtime` (`zoo.evaluate.outlier_scores`,
+    `OUTLIER_K` samples); None for a model without a likelihood or a test split that cannot be read."""
+    from export.runtime.model import OUTLIER_K
+    from zoo import data, evaluate, report
+
+    if not model.has_prior or getattr(model, "num_codes", None):
+        return None
+    try:
+        x, _, _, _ = evaluate.test_split(run_dir, manifest, limit=CALIBRATION_IMAGES)
+    except (RunError, data.DatasetError) as err:
+        print_fn(f"no outlier calibration: the test split cannot be read ({err})")
+        return None
+    seed = 0
+    with report.timed(f"outlier calibration ({len(x)} test images, k={OUTLIER_K})", print_fn):
+        scores = evaluate.outlier_scores(evaluate.model_functions(model), report.scored_images(model, x),
+                                         model.num_classes, OUTLIER_K, seed=seed)["complexity"]
+    return {"score": "complexity", "units": "bits", "k": OUTLIER_K, "seed": seed, "split": "test", "images": len(x),
+            "quantiles": {f"{q:g}": float(np.percentile(scores, q)) for q in QUANTILES}}
 
 
 def decoder_facts(model, manifest, decoder):

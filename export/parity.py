@@ -3,7 +3,9 @@
 Each file is run through `export.runtime` (exactly as apps run it) on fixed random inputs, at two
 batch sizes (1, and an odd size that catches a batch axis frozen at export), and its `mean`
 images are compared with the SavedModel's `decode` signature on the same inputs. An exported prior
-network's logits are compared with its Keras network's on uniform random code grids.
+network's logits are compared with its Keras network's on uniform random code grids, and an
+exported encoder's outputs (all of them) with the model's `export_encoder` function on uniform
+random images.
 """
 
 import math
@@ -11,7 +13,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from export.runtime import load_decoder, load_prior, sample_inputs
+from export.runtime import load_decoder, load_encoder, load_prior, sample_inputs
 
 BATCH_SIZES = (1, 33)
 SEED = 0
@@ -54,6 +56,26 @@ def check_prior(path, reference, metric, tolerance):
     for i, batch in enumerate(BATCH_SIZES):
         codes = np.random.default_rng(SEED + i).integers(0, prior.num_codes, (batch, *prior.grid_shape), np.int32)
         errors.append(np.abs(prior.logits(codes) - reference(codes)).ravel())
+    return _report(errors, metric, tolerance)
+
+
+def reference_encoder(model):
+    """The model's `export_encoder` function (what the SavedModel's `encode` signature runs; for
+    `hvae` with its noise input) on named numpy inputs -> dict of numpy outputs."""
+    function, _ = model.export_encoder()
+    return lambda inputs: {name: value.numpy() for name, value in
+                           function(**{key: tf.constant(v) for key, v in inputs.items()}).items()}
+
+
+def check_encoder(path, reference, metric, tolerance):
+    """Compares the exported encoder at `path` with `reference` (see `reference_encoder`) on every
+    output; the same report as `check` (a code that differs counts as its index difference)."""
+    encoder = load_encoder(path, providers=["CPUExecutionProvider"])
+    errors = []
+    for i, batch in enumerate(BATCH_SIZES):
+        inputs = sample_inputs(encoder.facts, batch, seed=SEED + i)
+        exported, expected = encoder.encode(**inputs), reference(inputs)
+        errors += [np.abs(np.asarray(exported[name], np.float64) - expected[name]).ravel() for name in expected]
     return _report(errors, metric, tolerance)
 
 

@@ -10,19 +10,25 @@ under that name, since it no longer matches the report.
 A vqvae with a PixelCNN prior also gets its prior's one-step network, in the same formats as the
 decoder (`export.formats.PRIOR_FORMATS`: prior.onnx, prior.tflite), checked against the Keras
 network and recorded in the same way, so that `export.runtime` samples codes without TensorFlow.
+
+`parts` adds the encoder (`export.formats.ENCODER_FORMATS`: encoder.onnx, encoder.tflite), checked
+against the model's own `export_encoder` function, with the test set's outlier-score quantiles in
+its facts (`export.metadata.outlier_calibration`), so that `export.runtime.load_model` encodes,
+restyles and scores images without TensorFlow.
 """
 
 import os
 import shutil
 
 from export import parity
-from export.formats import FORMATS, PRIOR_FORMATS, prior_formats
-from export.metadata import decoder_facts, prior_network_facts
+from export.formats import ENCODER_FORMATS, FORMATS, PRIOR_FORMATS, companion_formats
+from export.metadata import decoder_facts, encoder_facts, outlier_calibration, prior_network_facts
 from export.runtime import metadata_path
-from export.serving import serving_decoder, serving_prior
+from export.serving import serving_decoder, serving_encoder, serving_prior
 from zoo import artifacts
 
 STAGING = ".export"
+PARTS = ("decoder", "encoder")
 
 
 class UnknownFormat(ValueError):
@@ -31,55 +37,77 @@ class UnknownFormat(ValueError):
 
 def parse_formats(formats):
     """Format names from a comma-separated string or a sequence; `UnknownFormat` names the known ones."""
-    names = [name.strip() for name in (formats.split(",") if isinstance(formats, str) else formats)]
-    unknown = [name for name in names if name not in FORMATS]
+    return _parse_names(formats, FORMATS, "export format")
+
+
+def parse_parts(parts):
+    """Part names ("decoder", "encoder") from a comma-separated string or a sequence."""
+    return _parse_names(parts, PARTS, "part")
+
+
+def _parse_names(names, known, what):
+    names = [name.strip() for name in (names.split(",") if isinstance(names, str) else names)]
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise UnknownFormat(f"Unknown export format(s) {unknown or names}: expected names from {', '.join(FORMATS)}.")
+        raise UnknownFormat(f"Unknown {what}(s) {unknown or names}: expected names from {', '.join(known)}.")
     return list(dict.fromkeys(names))
 
 
-def export_run(run_dir, formats=tuple(FORMATS), print_fn=print):
-    """Exports the decoder of the finished run `run_dir` in `formats` and records the result.
+def export_run(run_dir, formats=tuple(FORMATS), print_fn=print, parts=("decoder",)):
+    """Exports the decoder (and encoder) of the finished run `run_dir` in `formats` and records the result.
 
     Args:
         run_dir: a finished run directory (every artifact is verified against the manifest's
             checksums first).
         formats: names from `FORMATS` (or one comma-separated string).
         print_fn: where progress lines go.
+        parts: "decoder" and/or "encoder" (or one comma-separated string); the encoder is written
+            in fp32 only: encoder.onnx with "onnx", encoder.tflite with any TFLite format.
 
     Returns:
         `{format: report}` as written under the manifest's `export` key: the file, its sha256 and
         size when kept, and the parity report (`export.parity.check`); for a PixelCNN prior also
-        "prior-onnx" / "prior-tflite" (`export.parity.check_prior`).
+        "prior-onnx" / "prior-tflite" (`export.parity.check_prior`); for the encoder
+        "encoder-onnx" / "encoder-tflite" (`export.parity.check_encoder`).
 
     Raises:
         zoo.artifacts.RunError: not a finished run, a missing or changed artifact (named), or a
             run that another process is writing.
-        UnknownFormat: an unknown format (a ValueError).
+        UnknownFormat: an unknown format or part (a ValueError).
 
     Example:
         report = export_run("runs/cvae", "onnx,tflite")
         assert all(entry["passed"] for entry in report.values())
     """
-    formats = parse_formats(formats)
+    formats, parts = parse_formats(formats), parse_parts(parts)
     with artifacts.update_run(run_dir) as (run, manifest):  # verified, locked; swapped in whole at the end
         model = artifacts.load_model(os.path.join(run, artifacts.MODEL_FILE))
-        reference = parity.reference_decoder(os.path.join(run, artifacts.SAVED_MODEL_DIR))
         decoder = serving_decoder(model)
         facts = decoder_facts(model, manifest, decoder)
         staging = os.path.join(run, STAGING)
         os.makedirs(staging)
         report = {}
-        for name in formats:
-            check = lambda path, fmt=FORMATS[name]: parity.check(path, reference, fmt.metric, fmt.tolerance)
-            report[name] = _export_one(FORMATS[name], decoder, facts, check, staging, run)
+
+        def export(name, fmt, network, network_facts, check):
+            report[name] = _export_one(fmt, network, network_facts, lambda path: check(path, fmt), staging, run)
             print_fn(_summary(name, report[name]), flush=True)
-        prior = serving_prior(model)
-        for name in prior_formats(formats) if prior is not None else []:
-            fmt, logits = PRIOR_FORMATS[name], lambda codes: prior({"codes": codes})["logits"].numpy()
-            check = lambda path, fmt=fmt: parity.check_prior(path, logits, fmt.metric, fmt.tolerance)
-            report[name] = _export_one(fmt, prior, prior_network_facts(model, manifest, prior), check, staging, run)
-            print_fn(_summary(name, report[name]), flush=True)
+
+        if "decoder" in parts:
+            reference = parity.reference_decoder(os.path.join(run, artifacts.SAVED_MODEL_DIR))
+            for name in formats:
+                export(name, FORMATS[name], decoder, facts,
+                       lambda path, fmt: parity.check(path, reference, fmt.metric, fmt.tolerance))
+            prior = serving_prior(model)
+            for name in companion_formats("prior", formats) if prior is not None else []:
+                logits = lambda codes: prior({"codes": codes})["logits"].numpy()
+                export(name, PRIOR_FORMATS[name], prior, prior_network_facts(model, manifest, prior),
+                       lambda path, fmt: parity.check_prior(path, logits, fmt.metric, fmt.tolerance))
+        if "encoder" in parts:
+            encoder, outlier = serving_encoder(model), outlier_calibration(run, model, manifest, print_fn)
+            for name in companion_formats("encoder", formats):
+                export(name, ENCODER_FORMATS[name], encoder, encoder_facts(model, facts, encoder, outlier),
+                       lambda path, fmt: parity.check_encoder(path, parity.reference_encoder(model), fmt.metric,
+                                                              fmt.tolerance))
         shutil.rmtree(staging)
         artifacts.merge(manifest, export=report)
     return report

@@ -1,8 +1,10 @@
-"""The serving decoder: the deterministic part of p(x|z) as a small functional Keras model.
+"""The serving networks: the deterministic parts of a model as small Keras models that exporters convert.
 
-Exporters convert this model, not the zoo model: it has named inputs and outputs, no TFP objects
-and no Python-side checks, so ONNX and TFLite see one clean graph. Sampling (z ~ p(z)) stays
-outside it, in the caller (`export.runtime.Decoder.generate`).
+The serving decoder (the deterministic part of p(x|z)) is a functional model: named inputs and
+outputs, no TFP objects and no Python-side checks, so ONNX and TFLite see one clean graph.
+Sampling (z ~ p(z)) stays outside it, in the caller (`export.runtime.Decoder.generate`). The
+serving encoder runs the model's own `export_encoder` function (the `encode` signature's), so the
+exported encoder cannot drift from the SavedModel's.
 """
 
 import keras
@@ -71,14 +73,50 @@ def serving_prior(model):
     return keras.Model({"codes": codes}, {"logits": network(codes)}, name="serving_prior")
 
 
-def input_signature(decoder):
-    """The export signature of a serving decoder: one dict argument of named `tf.TensorSpec`s
+class ServingEncoder(keras.Model):
+    """q(z|x)'s parameters (or z, or codes) from named inputs: `model.export_encoder()` as a Keras
+    model, `{"x", ...}` -> `{"loc", "scale"}` for Gaussian latents (see `LatentVariableModel.export_encoder`).
+
+    Attributes:
+        specs: the input `tf.TensorSpec`s, batch axis dynamic.
+    """
+
+    def __init__(self, model):
+        super().__init__(name="serving_encoder")
+        self.zoo_model = model
+        self.function, self.specs = model.export_encoder()
+        self.built = True
+
+    def call(self, inputs):
+        return self.function(**inputs)
+
+
+def serving_encoder(model):
+    """The model's serving encoder (`ServingEncoder`)."""
+    return ServingEncoder(model)
+
+
+def output_names(network):
+    """The sorted output names of a serving network (run once on a batch of zeros for an encoder)."""
+    if isinstance(network, ServingEncoder):
+        zeros = {spec.name: tf.zeros([1, *spec.shape[1:]], spec.dtype) for spec in network.specs}
+        return sorted(network(zeros).keys())
+    return sorted(network.output.keys())
+
+
+def _specs(network):
+    specs = getattr(network, "specs", None)
+    return specs or [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in network.inputs]
+
+
+def input_signature(network):
+    """The export signature of a serving network: one dict argument of named `tf.TensorSpec`s
     with a dynamic batch axis."""
-    return [{t.name: tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in decoder.inputs}]
+    return [{spec.name: spec for spec in _specs(network)}]
 
 
-def input_specs(decoder):
-    """The decoder's inputs as plain facts, latent first: `[{"name", "dtype", "shape"}]` with the
-    batch axis left out of `shape`."""
-    specs = [{"name": t.name, "dtype": str(t.dtype), "shape": list(t.shape[1:])} for t in decoder.inputs]
+def input_specs(network):
+    """The network's inputs as plain facts, the main input first: `[{"name", "dtype", "shape"}]`
+    with the batch axis left out of `shape`."""
+    specs = [{"name": t.name, "dtype": tf.as_dtype(t.dtype).name, "shape": list(t.shape[1:])} for t in _specs(network)]
     return sorted(specs, key=lambda spec: spec["name"] == "labels")

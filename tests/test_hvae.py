@@ -49,10 +49,12 @@ def test_the_decoder_is_the_inference_path_fed_with_its_noise():
     """decode(eps) with the noise that inference drew gives inference's own outputs: the exported
     generator and the top-down posterior share every layer; encode's mean is the posterior-mean path."""
     model, x = tiny(), binary()
-    raw, parts = model.infer(tf.constant(x), sample=True)
+    noise = tf.random.normal([len(x), model.latent_dim], seed=1)
+    raw, parts = model.infer(tf.constant(x), noise)
     eps = tf.concat([p[2] for p in parts], -1)
     np.testing.assert_allclose(model.decoder(eps), raw, atol=1e-5)
-    mean_raw, _ = model.infer(tf.constant(x), sample=False)
+    np.testing.assert_allclose(model.encode_with_noise(x, noise)[0], eps, atol=1e-6)  # what the exported encoder gives
+    mean_raw, _ = model.infer(tf.constant(x), tf.zeros_like(noise))
     np.testing.assert_allclose(model(x), tf.sigmoid(mean_raw), atol=1e-6)
     assert not np.allclose(raw, mean_raw, atol=1e-3)  # the noise reaches the outputs
 

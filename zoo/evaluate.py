@@ -155,6 +155,21 @@ def marginal_nll(fns, x, num_classes=None, k=50, max_decodes=8192, seed=0):
     return -log_mean_exp(np.stack(per_class, 1))
 
 
+def outlier_scores(fns, x, num_classes=None, k=OOD_K, max_decodes=8192, seed=0):
+    """Every outlier score of `export.runtime.Model.outlier_score` for images `x` (prepared as the
+    likelihood scores them), with k samples (per class when the label is summed out):
+
+        "nll": -log p(x) in nats;  "complexity": -log2 p(x) - L(x) in bits, L(x) the PNG size
+
+    (Serrà et al. 2020: subtracting a lossless compressor's code length stops simple images, such
+    as dSprites' shapes, from looking typical to a likelihood model).
+    """
+    from export.runtime.complexity import complexity_bits
+
+    nll = marginal_nll(fns, x, num_classes, k * (num_classes or 1), max_decodes, seed)
+    return {"nll": nll, "complexity": nll / np.log(2) - complexity_bits(x)}
+
+
 def run_batched(fn, x, labels=None, batch_size=1024):
     """Calls a signature-style function over `x` in batches; returns its outputs as numpy arrays."""
     import tensorflow as tf
@@ -222,15 +237,9 @@ def write_evaluation(run_dir, model, manifest, settings, *, pictures=True, batch
     from zoo import artifacts, report, viz  # here, not at the top: TensorFlow and matplotlib load only for a run
     from zoo.training import HISTORY
 
-    dataset = manifest.get("dataset", {}).get("name")
-    if not dataset:
-        raise artifacts.RunError(f"{run_dir}: the manifest names no dataset (expected dataset.name), so there is "
-                                 "no test split to score.")
+    x, y, dataset, options = test_split(run_dir, manifest)
+    described = manifest.get("dataset", {})
     model = model or zoo.load_model(os.path.join(run_dir, artifacts.MODEL_FILE))
-    described, seed = manifest.get("dataset", {}), manifest.get("training", {}).get("seed", 0)
-    options = {"image_size": described.get("image_size"), "channels": described.get("channels"),
-               "fit": described.get("fit") or "crop", "skip_bad_files": bool(described.get("skipped"))}
-    x, y = data.open_split(dataset, "test", seed=seed, **options).arrays(limit=MAX_TEST_IMAGES, seed=seed)
     results, means = report.compute(model, x, y, dataset, settings, options=options,
                                     batch_size=scaled_batch(batch_size, x.shape[1:]), print_fn=print_fn)
 
@@ -250,6 +259,26 @@ def write_evaluation(run_dir, model, manifest, settings, *, pictures=True, batch
     scalars = {key: v for key, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return results, {"metrics": scalars, "evaluation": {"metrics_file": METRICS_FILE, "pictures": results["pictures"],
                                                         "settings": settings, "skipped": results["skipped"]}}
+
+
+def test_split(run_dir, manifest, limit=MAX_TEST_IMAGES):
+    """`(x, y, dataset, options)`: the test split of the run described by `manifest` (at most
+    `limit` images, a seeded subset), read as the run read its data.
+
+    Raises:
+        zoo.artifacts.RunError: the manifest names no dataset.
+    """
+    from zoo import artifacts
+
+    described = manifest.get("dataset", {})
+    if not described.get("name"):
+        raise artifacts.RunError(f"{run_dir}: the manifest names no dataset (expected dataset.name), so there is "
+                                 "no test split to score.")
+    seed = manifest.get("training", {}).get("seed", 0)
+    options = {"image_size": described.get("image_size"), "channels": described.get("channels"),
+               "fit": described.get("fit") or "crop", "skip_bad_files": bool(described.get("skipped"))}
+    x, y = data.open_split(described["name"], "test", seed=seed, **options).arrays(limit=limit, seed=seed)
+    return x, y, described["name"], options
 
 
 def build_parser():

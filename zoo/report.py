@@ -293,30 +293,35 @@ def restyle_examples(groups, rows=RESTYLE_ROWS):
 
 
 def outlier_detection(model, fns, x, dataset, settings, likelihood_ok, batch_size, print_fn=print):
-    """AUROC of an outlier score between test images and each out-of-distribution set.
+    """AUROC of each outlier score between test images and each out-of-distribution set.
 
-    The score is -log p(x), importance-sampled with `ood_k` samples (the label summed out for
-    conditional models), when the model has a likelihood to estimate; otherwise the per-image
-    reconstruction MSE. Images are prepared like the test images (`scored_images`). Each set has
-    `ood_size` images, and no more than the test split has.
+    With a likelihood to estimate, the scores of `zoo.evaluate.outlier_scores`: raw -log p(x)
+    (`ood_auroc_<set>`), importance-sampled with `ood_k` samples (per class, the label summed out,
+    for conditional models), and the complexity-corrected score (`ood_auroc_complexity_<set>`),
+    which `export.runtime` uses by default. Otherwise the per-image reconstruction MSE. Images are
+    prepared like the test images (`scored_images`). Each set has `ood_size` images, and no more
+    than the test split has.
     """
     seed = settings["seed"]
     inliers = x[subset_indices(len(x), settings["ood_size"], seed)]
     if likelihood_ok:
         name = f"nll_k{settings['ood_k']}"
-        score = lambda images: evaluate.marginal_nll(fns, images, model.num_classes, settings["ood_k"], batch_size, seed)
+        score = lambda images: evaluate.outlier_scores(fns, images, model.num_classes, settings["ood_k"], batch_size,
+                                                       seed)
     else:
         name = "reconstruction_mse"
-        score = lambda images: np.mean(
+        score = lambda images: {"": np.mean(
             (evaluate.run_batched(fns["reconstruct"], images, batch_size=evaluate.scaled_batch(1024, images.shape[1:]))
-             ["mean"] - images) ** 2, axis=(1, 2, 3))
+             ["mean"] - images) ** 2, axis=(1, 2, 3))}
     with timed(f"outlier detection ({name.replace('_k', ' k=')}, {len(inliers)} test images and as many of each "
                "outlier set)", print_fn):
         sets = ood_sets(x.shape[1:], dataset, len(inliers), seed)
         scores = score(scored_images(model, inliers))
         result = {"ood_score": name}
         for source, images in sets.items():
-            result[f"ood_auroc_{source}"] = metrics.auroc(scores, score(scored_images(model, images)))
+            for method, outliers in score(scored_images(model, images)).items():
+                key = "_".join(part for part in ("ood_auroc", "" if method == "nll" else method, source) if part)
+                result[key] = metrics.auroc(scores[method], outliers)
     return result
 
 

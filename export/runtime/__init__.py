@@ -15,13 +15,22 @@ Example:
     digits = load_decoder("runs/vqvae-pixelcnn/decoder.onnx").generate(16, seed=0)  # codes from prior.onnx
     same = decoder.decode(z, labels=[7] * len(z))           # z: float [B, latent_dim]
     cats = decoder.generate(8, labels=decoder.class_names.index("cat"))  # a run whose classes are named
+
+    from export.runtime import load_model
+
+    model = load_model("runs/cvae")                         # encoder.onnx + decoder.onnx
+    odd = model.outlier_score(x)                            # higher = less like the training data
 """
 
+from export.runtime.complexity import complexity_bits, png_bytes
 from export.runtime.decoder import CHUNK_VALUES, Decoder, load_decoder, sample_inputs
+from export.runtime.encoder import Encoder, load_encoder
 from export.runtime.files import metadata_path
-from export.runtime.sessions import choose_providers
 from export.runtime.inputs import check_input
+from export.runtime.model import Model, load_model
 from export.runtime.prior import Prior, load_prior, sample_codes, sample_prior
+from export.runtime.sessions import choose_providers
 
-__all__ = ["CHUNK_VALUES", "Decoder", "Prior", "check_input", "choose_providers", "load_decoder", "load_prior",
-           "metadata_path", "sample_codes", "sample_inputs", "sample_prior"]
+__all__ = ["CHUNK_VALUES", "Decoder", "Encoder", "Model", "Prior", "check_input", "choose_providers", "complexity_bits",
+           "load_decoder", "load_encoder", "load_model", "load_prior", "metadata_path", "png_bytes", "sample_codes",
+           "sample_inputs", "sample_prior"]

@@ -73,6 +73,12 @@ class Decoder:
         feeds = {self._latent["name"]: latents, **self._condition_feeds(labels, len(latents))}
         return self._decode_chunks(len(latents), lambda start, stop: {k: v[start:stop] for k, v in feeds.items()})
 
+    def parameters(self, z, labels=None):
+        """Every output of the decoder for latents `z` in one runtime call: `mean` and the
+        likelihood's parameters (the facts' `outputs`), which scoring images needs. Checked like `decode`."""
+        latents = check_input(self._latent, z, upper_bound(self.facts, self._latent["name"]))
+        return self._run({self._latent["name"]: latents, **self._condition_feeds(labels, len(latents))})
+
     def generate(self, n, labels=None, seed=None):
         """Draws `n` images: z (or codes) ~ p(z), the model's prior from the facts, then `decode`.
 
@@ -164,14 +170,18 @@ def _check_facts(path, facts, inputs, outputs):
 
 
 def sample_inputs(facts, n, seed=None):
-    """Random valid inputs for every decoder input, keyed by name: float latents from the prior
-    (N(0, I) when there is none), uniform labels and codes. Used for parity checks and int8
-    calibration."""
+    """Random valid inputs for every input of an exported decoder or encoder, keyed by name: float
+    latents from the prior (N(0, I) when there is none, and for an encoder's `noise`), uniform
+    images `x` in [0, 1], uniform labels and codes. Used for parity checks and int8 calibration."""
     rng = np.random.default_rng(seed)
     inputs = {}
     for spec in facts["inputs"]:
         shape = (n, *spec["shape"])
-        if spec["dtype"].startswith("float"):
+        if spec["name"] == "x":
+            inputs["x"] = rng.random(shape).astype(spec["dtype"])
+        elif spec["name"] == "noise":
+            inputs["noise"] = rng.standard_normal(shape).astype(spec["dtype"])
+        elif spec["dtype"].startswith("float"):
             inputs[spec["name"]] = (sample_prior(facts["prior"], n, rng) if facts["prior"]
                                     else rng.standard_normal(shape).astype(spec["dtype"]))
         else:

@@ -37,4 +37,4 @@ class AE(LatentVariableModel):
         return {"loss": reconstruction, "reconstruction": reconstruction}
 
     def serve_encode(self, x, labels=None):
-        return {"z": self.encode(x, labels).mean()}
+        return {"z": self.encode(x, labels).distribution.loc}  # the point itself: exporters lack `mean`'s BroadcastArgs

@@ -227,6 +227,11 @@ class LatentVariableModel(keras.Model):
 
     has_prior = True
 
+    def export_encoder(self):
+        """`(function, input specs)` of the encoder that `python -m export --parts encoder` writes:
+        the `encode` signature's, unless a model needs more inputs to score images (`hvae`)."""
+        return self.serving_endpoints()["encode"]
+
     def serve_encode(self, x, labels=None):
         q = self.encode(x, labels)
         return {"loc": q.mean(), "scale": q.stddev()}

@@ -81,9 +81,10 @@ class HVAE(LatentVariableModel):
 
     # --- inference: q top-down ---------------------------------------------------------------
 
-    def infer(self, x, sample=True):
-        """Runs q(z|x) top-down: each group's noise drawn from q (or at its mean), its latent
-        written as loc_p + scale_p * eps and fed to the next group.
+    def infer(self, x, noise):
+        """Runs q(z|x) top-down: each group's noise is eps = loc_q + scale_q * noise (its slice of
+        the flat standard-normal `noise` [B, latent_dim]; zeros take the posterior-mean path), its
+        latent written as loc_p + scale_p * eps and fed to the next group.
 
         Returns:
             The decoder's raw outputs, and per group (top first) `(loc, scale, eps)` of q over
@@ -91,11 +92,14 @@ class HVAE(LatentVariableModel):
         """
         top, *features = self.encoder(x)
         q_top = dists.gaussian_posterior(top)
-        parts = []
+        parts, offset = [], [0]
 
         def draw(loc, scale):
-            eps = loc + scale * tf.random.normal(tf.shape(loc)) if sample else loc
-            parts.append(tuple(tf.reshape(t, [-1, int(np.prod(t.shape[1:]))]) for t in (loc, scale, eps)))
+            size = int(np.prod(loc.shape[1:]))
+            own = tf.reshape(noise[:, offset[0]:offset[0] + size], tf.shape(loc))
+            offset[0] += size
+            eps = loc + scale * own
+            parts.append(tuple(tf.reshape(t, [-1, size]) for t in (loc, scale, eps)))
             return eps
 
         eps_top = draw(q_top.mean(), q_top.stddev())
@@ -104,19 +108,35 @@ class HVAE(LatentVariableModel):
 
     def encode(self, x, labels=None):
         """q over the flat noise `[B, latent_dim]`, each group's part taken along the posterior-mean path."""
+        return _normal(*self.encode_with_noise(x)[1:])
+
+    def encode_with_noise(self, x, noise=None, labels=None):
+        """`(eps, loc, scale)`, flat `[B, latent_dim]`: the noise of every group drawn from q top-down
+        with the standard-normal `noise` (None: zeros, the posterior-mean path), and q's loc and
+        scale along that path. log N(eps; loc, scale) is log q(eps|x), which is all that scoring
+        an image needs beside the decoder."""
         x, _ = self._check_inputs(x, labels)
-        _, parts = self.infer(x, sample=False)
-        return tfd.Independent(tfd.Normal(tf.concat([p[0] for p in parts], -1), tf.concat([p[1] for p in parts], -1)),
-                               reinterpreted_batch_ndims=1)
+        noise = tf.zeros([tf.shape(x)[0], self.latent_dim]) if noise is None else tf.convert_to_tensor(noise, tf.float32)
+        _, parts = self.infer(x, noise)
+        return tuple(tf.concat([p[i] for p in parts], -1) for i in (2, 0, 1))
 
     def log_weights(self, x, labels=None):
         """log p(x, z) - log q(z|x) for one fresh z ~ q(z|x) of every group, and log p(x|z)."""
         x, _ = self._check_inputs(x, labels)
-        raw, parts = self.infer(x, sample=True)
+        raw, parts = self.infer(x, self._standard_noise(x))
         log_likelihood = self.likelihood_of(raw).log_prob(x)
         log_ratio = tf.add_n([_normal(tf.zeros_like(eps), 1.0).log_prob(eps) - _normal(loc, scale).log_prob(eps)
                               for loc, scale, eps in parts])
         return {"log_weight": log_likelihood + log_ratio, "log_likelihood": log_likelihood}
+
+    def _standard_noise(self, x):
+        return tf.random.normal([tf.shape(x)[0], self.latent_dim])
+
+    def export_encoder(self):
+        """The exported encoder takes the noise too, so that apps score images like `log_weights`."""
+        x = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
+        noise = tf.TensorSpec([None, self.latent_dim], tf.float32, name="noise")
+        return (lambda x, noise: dict(zip(("z", "loc", "scale"), self.encode_with_noise(x, noise))), [x, noise])
 
     # --- the objective -----------------------------------------------------------------------
 
@@ -125,7 +145,7 @@ class HVAE(LatentVariableModel):
         means, nats per image). Warm-up and free bits shape the loss in training only: validation
         and test report the negative ELBO, so the best validation epoch is not a warm-up epoch
         whose KL weighed less."""
-        raw, parts = self.infer(x, sample=True)
+        raw, parts = self.infer(x, self._standard_noise(x))
         reconstruction = -self.likelihood_of(raw).log_prob(x)
         kls = [tfd.kl_divergence(_normal(loc, scale), _normal(tf.zeros_like(loc), 1.0)) for loc, scale, _ in parts]
         group_kls = [tf.reduce_mean(kl) for kl in kls]

@@ -236,7 +236,7 @@ class VQVAE(LatentVariableModel):
                 "reconstruct": (self.serve_reconstruct, [x])}
 
     def serve_encode(self, x, labels=None):
-        return {"codes": self.encode(x).mean()}
+        return {"codes": self.encode(x).distribution.loc}  # the codes themselves, as for `ae`
 
     def get_config(self):
         return {**super().get_config(), "num_codes": self.num_codes, "commitment": self.commitment, "ema": self.ema,
