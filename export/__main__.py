@@ -22,8 +22,8 @@ def build_parser():
                     "directory to ONNX and TFLite, check each file against the run's model, delete any file "
                     "over its tolerance, and record the parity report and checksums in the run's manifest.json.",
         epilog=f"formats (file written into RUN_DIR, tolerance on the mean images):\n{table}\n"
-               "the encoder is written in fp32 with the same tolerances: encoder.onnx with onnx, encoder.tflite "
-               "with any tflite format\n\n"
+               "the encoder is written in fp32 with the same tolerances (relative beyond magnitude 1): encoder.onnx "
+               "with onnx, encoder.tflite with any tflite format\n\n"
                "exit status: 0 all passed, 1 a file failed parity (removed), 2 bad run directory, format or part")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (written by a recipe)")
     parser.add_argument("--formats", default=",".join(FORMATS),

@@ -69,14 +69,23 @@ def reference_encoder(model):
 
 def check_encoder(path, reference, metric, tolerance):
     """Compares the exported encoder at `path` with `reference` (see `reference_encoder`) on every
-    output; the same report as `check` (a code that differs counts as its index difference)."""
+    output. Latents are not bounded like pixels (an autoencoder's z reaches tens), so each output's
+    errors are divided by max(1, its largest reference magnitude): `max_rel`, the metric of
+    `ENCODER_FORMATS`, is the decoder's max abs error for outputs within [-1, 1] and float32's
+    relative error beyond. A code that differs counts as its index difference."""
     encoder = load_encoder(path, providers=["CPUExecutionProvider"])
-    errors = []
+    errors, scaled = [], []
     for i, batch in enumerate(BATCH_SIZES):
         inputs = sample_inputs(encoder.facts, batch, seed=SEED + i)
         exported, expected = encoder.encode(**inputs), reference(inputs)
-        errors += [np.abs(np.asarray(exported[name], np.float64) - expected[name]).ravel() for name in expected]
-    return _report(errors, metric, tolerance)
+        for name, want in expected.items():
+            error = np.abs(np.asarray(exported[name], np.float64) - want).ravel()
+            errors.append(error)
+            scaled.append(error / max(1.0, float(np.abs(want).max(initial=0))))
+    report = _report(errors, "max_abs", tolerance)
+    report.update(max_rel=float(np.concatenate(scaled).max()), metric=metric)
+    report["passed"] = bool(report[metric] <= tolerance)
+    return report
 
 
 def _report(errors, metric, tolerance):

@@ -112,7 +112,7 @@ class Model:
         Raises:
             ValueError: a model without a Gaussian latent and prior (an autoencoder, a VQ-VAE), or bad inputs.
         """
-        if self.decoder.facts["prior"] is None or not {"loc", "scale"} <= set(self.encoder.outputs):
+        if self.facts["prior"] is None or not {"loc", "scale"} <= set(self.encoder.outputs):
             raise ValueError(f"This '{self.variant}' model has no likelihood to score with: it needs a Gaussian "
                              "q(z|x) and prior (an autoencoder and a VQ-VAE have none).")
         x = np.asarray(x)
@@ -157,7 +157,7 @@ class Model:
     def prepared(self, x):
         """Images as the likelihood scores them: thresholded at 0.5 for a Bernoulli model."""
         x = np.asarray(x, np.float32)
-        return (x > 0.5).astype(np.float32) if self.decoder.facts["likelihood"]["name"] == "bernoulli" else x
+        return (x > 0.5).astype(np.float32) if self.facts["likelihood"]["name"] == "bernoulli" else x
 
     def percentile(self, scores):
         """Where default outlier scores fall among the test images' (0-100, interpolated between
@@ -195,9 +195,9 @@ class Model:
         z = np.concatenate([d[0] for d in draws]).astype(np.float32)
         tiled = None if labels is None else np.tile(np.asarray(labels), k)
         params = self.decoder.parameters(z, tiled)
-        log_px = log_likelihood(np.tile(x, (k, 1, 1, 1)), params, self.decoder.facts["likelihood"])
+        log_px = log_likelihood(np.tile(x, (k, 1, 1, 1)), params, self.facts["likelihood"])
         log_q = np.concatenate([diagonal_normal(*d) for d in draws])
-        log_w = log_px + prior_log_prob(self.decoder.facts["prior"], z) - log_q
+        log_w = log_px + prior_log_prob(self.facts["prior"], z) - log_q
         return log_w.reshape(k, b).T
 
 

@@ -5,9 +5,11 @@
     decoder = zoo.load_pretrained("cvae-mnist5k", format="onnx")   # numpy + onnxruntime only
     sevens = decoder.generate(16, labels=7, seed=0)                 # [16, 28, 28, 1] in [0, 1]
     model = zoo.load_pretrained("vae-mnist5k", part="model")        # the full Keras model
+    scorer = zoo.load_pretrained("cvae-mnist5k", part="model", format="onnx")  # encoder + decoder, no TensorFlow
 
 A bundle is a folder `<name>/` beside this file: the decoder as `decoder.onnx` and
-`decoder.tflite` (with its facts, `decoder.tflite.json`), the whole model as `model.keras`, and
+`decoder.tflite` (with its facts, `decoder.tflite.json`), the encoder likewise (`encoder.onnx`,
+`encoder.tflite`, `encoder.tflite.json`), the whole model as `model.keras`, and
 `manifest.json` with each file's sha256 and size, the recipe command that made it and its
 metrics. Every file is checked against its sha256 before it is read; `ChecksumError` names the
 file. `python -m zoo.pretrained rebuild [NAME]` re-creates bundles with their recipes.
@@ -39,6 +41,7 @@ MANIFEST = "manifest.json"
 REGISTRY_ENV = "VAE_ZOO_REGISTRY"
 PARTS = ("decoder", "model")
 FORMATS = {"keras": ("model.keras",), "onnx": ("decoder.onnx",), "tflite": ("decoder.tflite", "decoder.tflite.json")}
+ENCODER_FILES = {"onnx": ("encoder.onnx",), "tflite": ("encoder.tflite", "encoder.tflite.json")}
 TIMEOUT_S = 30  # the longest wait for a connection or for the next bytes
 DEADLINE_S = 600  # the longest one download may take (an index, or a model's manifest and files)
 JSON_MAX_BYTES = 1 << 20  # the largest index.json or manifest.json a registry may serve
@@ -47,7 +50,7 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder or file name: no p
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # The bundled models and the recipe command that makes each (`--out` is added when it runs).
-# Width 32 (16 for 64x64 dSprites) keeps each bundle near 2 MB.
+# Width 32 (16 for 64x64 dSprites) keeps each bundle under 5 MB, encoder and decoder in two formats included.
 RECIPES = {
     "ae-mnist5k": "python recipes/train_ae.py --dataset mnist5k --epochs 30 --latent-dim 16 --seed 0 --width 32",
     "vae-mnist5k": "python recipes/train_vae.py --dataset mnist5k --epochs 30 --latent-dim 16 --seed 0 --width 32",
@@ -88,7 +91,8 @@ def load_pretrained(name, part="decoder", format="keras", *, registry=None, prov
         name: a name from `list_pretrained()`.
         part: "decoder" (z [and labels] -> images) or "model" (the whole model; Keras only).
         format: "keras" (a Keras model, safe-mode loaded), "onnx" or "tflite" (an
-            `export.runtime.Decoder`, which needs numpy and onnxruntime or ai-edge-litert only).
+            `export.runtime.Decoder`, or for `part="model"` an `export.runtime.Model` of the
+            encoder and decoder, which need numpy and onnxruntime or ai-edge-litert only).
         registry: where to fetch models that are not bundled (default: `VAE_ZOO_REGISTRY`).
         providers: ONNX Runtime execution providers (see `export.runtime.load_decoder`).
 
@@ -107,10 +111,17 @@ def load_pretrained(name, part="decoder", format="keras", *, registry=None, prov
         raise ValueError(f"Unknown part '{part}': expected one of {PARTS}.")
     if format not in FORMATS:
         raise ValueError(f"Unknown format '{format}': expected one of {tuple(FORMATS)}.")
-    if part == "model" and format != "keras":
-        raise ValueError(f"{format} files hold the decoder only: use part='decoder', or format='keras' for the model.")
     folder = locate(name, registry)
     path, *_ = [verify(folder, filename) for filename in FORMATS[format]]
+    if part == "model" and format != "keras":
+        from export.runtime import load_model
+
+        if not set(ENCODER_FILES[format]) <= set(read_manifest(folder)["files"]):
+            raise PretrainedError(f"'{name}' has no exported encoder: use part='decoder', or format='keras' for the "
+                                  "model.")
+        for filename in ENCODER_FILES[format]:
+            verify(folder, filename)
+        return load_model(folder, format, providers=providers)
     if format != "keras":
         from export.runtime import load_decoder
 

@@ -13,10 +13,10 @@ import sys
 import tempfile
 
 from zoo import files
-from zoo.pretrained import BUNDLED, FORMATS, MANIFEST, RECIPES, PretrainedError, read_manifest
+from zoo.pretrained import BUNDLED, ENCODER_FILES, FORMATS, MANIFEST, RECIPES, PretrainedError, read_manifest
 
-BUNDLE_FILES = tuple(name for names in FORMATS.values() for name in names)
-EXPORT_FORMATS = ("onnx", "tflite")
+BUNDLE_FILES = tuple(name for names in (*FORMATS.values(), *ENCODER_FILES.values()) for name in names)
+EXPORT_FORMATS, EXPORT_PARTS = ("onnx", "tflite"), ("decoder", "encoder")
 # A rebuilt metric matches the bundled one when it is within REL_TOLERANCE of it (relative), or,
 # for rates in [0, 1] (accuracies, AUROCs, codebook usage, MIG, scores), within RATE_TOLERANCE
 # (absolute): a rate near 0 moves a lot relative to itself. Training on a CPU with the same seed
@@ -58,11 +58,12 @@ def build(name, root=BUNDLED, recipe=None, print_fn=print):
         result = subprocess.run([sys.executable, script, *argv[2:], "--out", run_dir], cwd=SOURCE_ROOT)
         if result.returncode:
             raise PretrainedError(f"The recipe for '{name}' failed with exit code {result.returncode}.")
-        report = export_run(run_dir, EXPORT_FORMATS, print_fn=print_fn)
+        report = export_run(run_dir, EXPORT_FORMATS, print_fn=print_fn, parts=EXPORT_PARTS)
         run = artifacts.read_manifest(run_dir)
         manifest = {"name": name, "variant": run["variant"], "dataset": run["dataset"]["name"],
                     "recipe": f"{command} --out runs/{name}",
-                    "export": f"python -m export runs/{name} --formats {','.join(EXPORT_FORMATS)}",
+                    "export": f"python -m export runs/{name} --formats {','.join(EXPORT_FORMATS)} "
+                              f"--parts {','.join(EXPORT_PARTS)}",
                     "metrics": run["metrics"], "config": run["config"], "parity": report,
                     "versions": run["versions"], "files": {}}
         with files.atomic_folder(os.path.join(root, name)) as staging:
