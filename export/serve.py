@@ -1,18 +1,24 @@
-"""`python -m export.serve RUN_DIR`: the web demo (apps/web) on a local port, for one run's decoder.
+"""`python -m export.serve RUN_DIR`: the web demo (apps/web) on a local port, for one run's exported model.
 
-The page runs the decoder in the browser with onnxruntime-web (WebAssembly); this server only hands
-out static files, so it uses the standard library alone and never imports TensorFlow. It serves:
+The page runs the decoder, and the encoder when the run has one, in the browser with onnxruntime-web
+(WebAssembly); this server only hands out static files, so it uses the standard library alone and
+never imports TensorFlow. It serves:
 
     /                  apps/web/index.html (and the page's .js and .css beside it)
     /decoder.onnx      the run's exported decoder
     /decoder.json      the decoder's facts (ONNX metadata_props, see export.metadata) as JSON, so the
                        page does not parse protobuf
+    /encoder.onnx      the run's exported encoder (`python -m export RUN_DIR --parts decoder,encoder`),
+    /encoder.json      and its facts; 404 while the run has none
+    /parts.json        the parts the run has now, ["decoder"] or ["decoder", "encoder"]: the page asks
+                       here first, and shows the decoder alone without an encoder
     /ort/<file>        onnxruntime-web's dist files from apps/web/node_modules (wasm as application/wasm)
+    /pako/<file>       pako's dist files (zlib in JavaScript: the PNG size of the outlier score)
 
 It binds 127.0.0.1 by default: a demo, not a production web server. Still, it serves only files
 that lie, after symlinks, in those folders; it never writes the request path into a header; it
-closes a connection that sends nothing for `IDLE_TIMEOUT` seconds; and it reads decoder.json again
-whenever decoder.onnx changes on disk, so a re-export needs no restart.
+closes a connection that sends nothing for `IDLE_TIMEOUT` seconds; and it reads a model's facts
+again whenever its .onnx file changes on disk, so a re-export needs no restart.
 """
 
 import argparse
@@ -25,11 +31,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 from export.runtime import load_decoder
+from export.runtime.encoder import load_encoder
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "apps", "web")
 ORT_DIST = os.path.join("node_modules", "onnxruntime-web", "dist")
-DECODER = "decoder.onnx"
+PAKO_DIST = os.path.join("node_modules", "pako", "dist")
+DECODER, ENCODER = "decoder.onnx", "encoder.onnx"
+NPM_CI = "run `npm ci --prefix apps/web` (or apps/web/setup.sh, which also installs Chromium for the tests)"
 IDLE_TIMEOUT = 30  # seconds: a connection silent that long (idle, or stuck mid-request) is closed
+# Cross-origin isolation: the page may then share memory with workers, which onnxruntime-web's
+# WebAssembly threads need. Everything the page loads comes from this server, so nothing is blocked.
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 PAGE_FILES = (".html", ".js", ".css")  # what the page itself is made of; package.json etc. stay private
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
          ".css": "text/css", ".json": "application/json", ".map": "application/json",
@@ -68,14 +80,17 @@ def make_server(run_dir, host="127.0.0.1", port=0, web_dir=None, quiet=False):
         OSError: the address is taken or cannot be bound.
     """
     path, web_dir = decoder_path(run_dir), web_dir or WEB_DIR
-    ort_dir = os.path.join(web_dir, ORT_DIST)
-    if not os.path.isdir(ort_dir):
-        raise ServeError(f"onnxruntime-web is not installed ({ort_dir} is missing): run `npm ci --prefix apps/web` "
-                         "(or apps/web/setup.sh, which also installs Chromium for the tests).")
-    facts = DecoderFacts(path, run_dir)
-    facts.json()  # a file that is not a decoder stops the server before it starts
-    folders = {"/": os.path.realpath(web_dir), "/ort/": os.path.realpath(ort_dir)}
-    gone = f"{path} is gone: export the run's decoder again with `python -m export {run_dir} --formats onnx`."
+    folders = {"/": os.path.realpath(web_dir)}
+    for prefix, package, dist in [("/ort/", "onnxruntime-web", ORT_DIST), ("/pako/", "pako", PAKO_DIST)]:
+        folder = os.path.join(web_dir, dist)
+        if not os.path.isdir(folder):
+            raise ServeError(f"{package} is not installed ({folder} is missing): {NPM_CI}.")
+        folders[prefix] = os.path.realpath(folder)
+    export = f"`python -m export {run_dir} --formats onnx`"
+    models = {"decoder": ModelFacts(path, "decoder", decoder_facts, export),
+              "encoder": ModelFacts(os.path.join(os.path.dirname(path), ENCODER), "encoder", encoder_facts,
+                                    f"`python -m export {run_dir} --parts decoder,encoder --formats onnx`")}
+    models["decoder"].json()  # a file that is not a decoder stops the server before it starts
 
     class Handler(BaseHTTPRequestHandler):
         """GET and HEAD for the routes above; anything else is a 404 (no directory listings)."""
@@ -90,11 +105,18 @@ def make_server(run_dir, host="127.0.0.1", port=0, web_dir=None, quiet=False):
 
         def _send(self, head_only):
             url_path = unquote(urlsplit(self.path).path)
-            if url_path in ("/decoder.json", "/" + DECODER):
+            stem, extension = os.path.splitext(url_path)
+            if url_path == "/parts.json":
+                content = json.dumps([part for part, model in models.items() if os.path.isfile(model.path)]).encode()
+            elif stem[1:] in models and extension in (".json", ".onnx"):
+                model = models[stem[1:]]
                 try:
-                    content = facts.json() if url_path == "/decoder.json" else open(path, "rb")
+                    content = model.json() if extension == ".json" else open(model.path, "rb")
                 except FileNotFoundError:
-                    return self._fail(HTTPStatus.NOT_FOUND, gone)
+                    if model.part == "encoder":  # a run without an encoder: the page shows the decoder alone
+                        return self.send_error(HTTPStatus.NOT_FOUND, explain=f"{model.path} not found: {model.how}")
+                    return self._fail(HTTPStatus.NOT_FOUND, f"{path} is gone: export the run's decoder again with "
+                                                            f"{export}.")
                 except ServeError as err:
                     return self._fail(HTTPStatus.SERVICE_UNAVAILABLE, str(err))
             else:
@@ -114,6 +136,8 @@ def make_server(run_dir, host="127.0.0.1", port=0, web_dir=None, quiet=False):
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(size))
             self.send_header("Cache-Control", "no-store")  # a re-exported decoder is never stale
+            for header, value in ISOLATION.items():
+                self.send_header(header, value)
             self.end_headers()
             if isinstance(content, bytes):
                 if not head_only:
@@ -138,42 +162,54 @@ def make_server(run_dir, host="127.0.0.1", port=0, web_dir=None, quiet=False):
     return server
 
 
-class DecoderFacts:
-    """decoder.json for the decoder file on disk now: its facts are read again whenever the file
-    changes (a re-export replaces it), so the page never gets another decoder's facts."""
+class ModelFacts:
+    """decoder.json or encoder.json for the model file on disk now: its facts are read again whenever
+    the file changes (a re-export replaces it), so the page never gets another file's facts."""
 
-    def __init__(self, path, run_dir):
-        self.path, self.run_dir = path, run_dir
+    def __init__(self, path, part, read, how):
+        """`read(path)` gives the facts of the `part` file `path`; `how` is the command that exports it."""
+        self.path, self.part, self.read, self.how = path, part, read, how
         self._lock = threading.Lock()
         self._stamp = self._json = None
 
     def json(self):
-        """decoder.json's bytes.
+        """The facts' JSON bytes, with the file's name under "file".
 
         Raises:
-            FileNotFoundError: the decoder file is gone.
-            ServeError: the file is not a decoder that `export.runtime.load_decoder` can read.
+            FileNotFoundError: the file is gone (or, for an encoder, was never exported).
+            ServeError: the file is not a `part` that `export.runtime` can read.
         """
         with self._lock:
             stat = os.stat(self.path)
             stamp = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
             if stamp != self._stamp:
                 try:
-                    facts = load_decoder(self.path, providers=["CPUExecutionProvider"]).facts
+                    facts = self.read(self.path)
                 except Exception as err:  # no facts (ValueError), or ONNX Runtime cannot read the file (its own types)
-                    raise ServeError(f"{self.path} is not a decoder exported by `python -m export` ({err}): export "
-                                     f"it again with `python -m export {self.run_dir} --formats onnx`.") from None
+                    article = "an" if self.part[0] in "aeiou" else "a"
+                    raise ServeError(f"{self.path} is not {article} {self.part} exported by `python -m export` ({err}): "
+                                     f"export it again with {self.how}.") from None
                 self._json = json.dumps({"file": os.path.basename(self.path), **facts}).encode()
                 self._stamp = stamp
             return self._json
 
 
+def decoder_facts(path):
+    """The facts of a decoder file, checked by `export.runtime.load_decoder`."""
+    return load_decoder(path, providers=["CPUExecutionProvider"]).facts
+
+
+def encoder_facts(path):
+    """The facts of an encoder file, checked by `export.runtime.encoder.load_encoder`."""
+    return load_encoder(path, providers=["CPUExecutionProvider"]).facts
+
+
 def _open_static(url_path, folders):
-    """The open file behind `/` (index.html), `/name` (a page file) or `/ort/name` (an
-    onnxruntime-web dist file), or None. Only plain names are served: no subfolders, no dot files,
-    no `..`, and no symlink whose target lies outside its folder (`folders` maps each URL prefix
-    to its folder's real path)."""
-    prefix = "/ort/" if url_path.startswith("/ort/") else "/"
+    """The open file behind `/` (index.html), `/name` (a page file), `/ort/name` (an onnxruntime-web
+    dist file) or `/pako/name` (a pako dist file), or None. Only plain names are served: no
+    subfolders, no dot files, no `..`, and no symlink whose target lies outside its folder
+    (`folders` maps each URL prefix to its folder's real path)."""
+    prefix = next((prefix for prefix in folders if prefix != "/" and url_path.startswith(prefix)), "/")
     folder, name = folders[prefix], url_path[len(prefix):] or ("index.html" if prefix == "/" else "")
     if not name or "/" in name or "\\" in name or name.startswith("."):
         return None
@@ -202,12 +238,15 @@ def port_number(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m export.serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve the web demo for a run's exported decoder: the page (apps/web) runs decoder.onnx in\n"
+        description="Serve the web demo for a run's exported model: the page (apps/web) runs decoder.onnx in\n"
                     "the browser with onnxruntime-web (WebAssembly), with sliders for the first latent\n"
-                    "dimensions, a class picker for conditional models and a button that draws z from the prior.",
+                    "dimensions, a class picker for conditional models and a button that draws z from the prior.\n"
+                    "When the run also has encoder.onnx, a drawing pad (and an upload button) shows the\n"
+                    "reconstruction, the outlier score with its verdict, and the image restyled as every class.",
         epilog="set-up, once:\n"
                "  python -m export RUN_DIR --formats onnx     # writes RUN_DIR/decoder.onnx\n"
-               "  npm ci --prefix apps/web                    # onnxruntime-web, from apps/web/package-lock.json\n\n"
+               "  python -m export RUN_DIR --parts decoder,encoder --formats onnx   # and encoder.onnx\n"
+               "  npm ci --prefix apps/web                    # onnxruntime-web and pako, from apps/web/package-lock.json\n\n"
                "then open the printed URL. Exit status: 0 after Ctrl-C; 2 when something above is missing or\n"
                "the port is out of range or taken.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory holding decoder.onnx (or the .onnx file)")

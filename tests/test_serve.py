@@ -20,16 +20,18 @@ import pytest
 
 from export import serve
 from export.runtime import load_decoder
+from export.runtime.model import load_model
 from zoo import pretrained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT = 10  # seconds any read from the server may take before the test fails
 
 
-def pretrained_decoder(name):
+def pretrained_file(name, filename="decoder.onnx"):
+    """A checksum-verified file of a bundled pretrained model."""
     folder = pretrained.locate(name)
-    pretrained.verify(folder, "decoder.onnx")
-    return os.path.join(folder, "decoder.onnx")
+    pretrained.verify(folder, filename)
+    return os.path.join(folder, filename)
 
 
 @pytest.fixture
@@ -37,18 +39,20 @@ def run_dir(tmp_path):
     """A run folder holding a copy of the pretrained cvae-mnist5k decoder, free to replace or delete."""
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(pretrained_decoder("cvae-mnist5k"), run / "decoder.onnx")
+    shutil.copy(pretrained_file("cvae-mnist5k"), run / "decoder.onnx")
     return run
 
 
 @pytest.fixture
 def web_dir(tmp_path):
-    """A page folder with one file of each kind and a stand-in onnxruntime-web dist folder."""
+    """A page folder with one file of each kind and stand-in onnxruntime-web and pako dist folders."""
     web = tmp_path / "web"
     (web / serve.ORT_DIST).mkdir(parents=True)
+    (web / serve.PAKO_DIST).mkdir(parents=True)
     (web / "index.html").write_text("<!doctype html><title>demo</title>")
     (web / "demo.js").write_text("export {};")
     (web / serve.ORT_DIST / "ort.wasm.min.mjs").write_text("export {};")
+    (web / serve.PAKO_DIST / "pako.esm.mjs").write_text("export const deflate = null;")
     return web
 
 
@@ -104,9 +108,10 @@ def test_symlinks_out_of_the_served_folders_are_not_served(run_dir, web_dir, tmp
     secret.write_text("the secret")
     (web_dir / "evil.html").symlink_to(secret)
     (web_dir / serve.ORT_DIST / "evil.mjs").symlink_to(secret)
+    (web_dir / serve.PAKO_DIST / "evil.mjs").symlink_to(secret)
     (web_dir / "alias.html").symlink_to(web_dir / "index.html")  # stays inside: served
     with serving(run_dir, web_dir) as (_, url):
-        for name in ["evil.html", "ort/evil.mjs", "evil%00.html"]:
+        for name in ["evil.html", "ort/evil.mjs", "pako/evil.mjs", "pako/../ort/evil.mjs", "evil%00.html"]:
             status, body = get(url + name)
             assert status == 404 and b"the secret" not in body, name
         page = (web_dir / "index.html").read_bytes()
@@ -127,7 +132,7 @@ def test_idle_and_half_sent_requests_are_closed_after_the_timeout(run_dir, web_d
 
 
 def test_decoder_json_follows_a_re_export(run_dir, web_dir, tmp_path):
-    other = pretrained_decoder("vae-mnist5k")
+    other = pretrained_file("vae-mnist5k")
     with serving(run_dir, web_dir) as (_, url):
         status, body = get(url + "decoder.json")
         assert status == 200 and json.loads(body)["num_classes"] == 10
@@ -174,3 +179,39 @@ def test_a_port_in_use_exits_2_with_one_line(run_dir, web_dir):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port} (")
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_the_encoder_and_its_facts_are_served_while_the_run_has_one(run_dir, web_dir, capsys):
+    encoder = pretrained_file("cvae-mnist5k", "encoder.onnx")
+    with serving(run_dir, web_dir) as (_, url):
+        assert get(url + "parts.json") == (200, b'["decoder"]')
+        for name in ["encoder.json", "encoder.onnx"]:
+            status, body = get(url + name)
+            assert status == 404 and b"--parts decoder,encoder" in body, (name, body)
+        shutil.copy(encoder, run_dir / "encoder.onnx")  # exported while the page is open: no restart
+        assert json.loads(get(url + "parts.json")[1]) == ["decoder", "encoder"]
+        status, body = get(url + "encoder.json")
+        facts = json.loads(body)
+        assert status == 200 and facts == {"file": "encoder.onnx", **load_model(run_dir).facts}
+        assert facts["part"] == "encoder" and facts["input_shape"] == [28, 28, 1]
+        assert get(url + "encoder.onnx") == (200, (run_dir / "encoder.onnx").read_bytes())
+        shutil.copy(run_dir / "decoder.onnx", run_dir / "encoder.onnx")  # a decoder is not an encoder
+        status, body = get(url + "encoder.json")
+        assert status == 503 and b"is not an encoder exported by" in body and b"--parts decoder,encoder" in body
+    log = capsys.readouterr().err.splitlines()
+    assert len(log) == 1 and "encoder.onnx is not an encoder" in log[0], log  # a run without one is no error
+
+
+def test_every_answer_isolates_the_page_for_webassembly_threads(run_dir, web_dir):
+    with serving(run_dir, web_dir) as (_, url):
+        for name in ["", "demo.js", "decoder.json", "decoder.onnx", "parts.json", "ort/ort.wasm.min.mjs",
+                     "pako/pako.esm.mjs"]:
+            with urllib.request.urlopen(url + name, timeout=WAIT) as response:
+                assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin", name
+                assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp", name
+
+
+def test_missing_pako_says_how_to_install_it(run_dir, web_dir):
+    shutil.rmtree(web_dir / serve.PAKO_DIST)
+    with pytest.raises(serve.ServeError, match=r"pako is not installed .*run `npm ci --prefix apps/web`"):
+        serve.make_server(str(run_dir), web_dir=str(web_dir))

@@ -1,14 +1,21 @@
-// The web demo: runs the run's decoder.onnx in the page with onnxruntime-web (WebAssembly).
+// The web demo: runs the run's decoder.onnx in the page with onnxruntime-web (WebAssembly), and its
+// encoder.onnx when the run has one (the drawing panel, draw.js).
 //
 // The server (python -m export.serve RUN_DIR) gives /decoder.onnx, its facts as /decoder.json
-// (see export/metadata.py) and onnxruntime-web under /ort/. The grid shows `?n=` images (16 by
+// (see export/metadata.py), onnxruntime-web under /ort/, and when the run has an encoder (/parts.json
+// says) /encoder.onnx, /encoder.json and pako under /pako/. The grid shows `?n=` images (16 by
 // default) of the chosen class (shown by name when the facts have `class_names`, by id otherwise;
 // `?label=` takes the id): the sliders set the first latent dimensions of every image at once, the
 // other dimensions differ per image, drawn from the prior with a seeded generator (`?seed=`).
 //
-// For tests and scripts: window.demo.ready resolves after the first picture (rejects with the
-// reason the page cannot run); window.demo.render({z, label}) draws latents of your own (one latent
+// For tests and scripts: window.demo.ready resolves after the first picture and the drawing panel
+// (rejects with the reason the page cannot run); window.demo.model is the encoder's model.js Model,
+// or null without an encoder; window.demo.render({z, label}) draws latents of your own (one latent
 // or a list) and resolves when the canvas shows them; the canvas has data-ready="true" when idle.
+
+import { exclusive, getJSON, loadModel } from "./model.js";
+import { startDrawing } from "./draw.js";
+import { gaussian, mulberry32 } from "./scores.js";
 
 const ORT_DIR = "/ort/";
 const MAX_SLIDERS = 8;
@@ -24,7 +31,7 @@ const state = { latents: [], label: Number(params.get("label") ?? 0), seed: Numb
 let ort, session, facts, latentSpec, labelSpec, dims, sliders = [];
 let dirty = false, running = null;
 
-const demo = { state, facts: null, layout: null, renders: 0, render, random };
+const demo = { state, facts: null, layout: null, images: null, model: null, renders: 0, render, random };
 window.demo = demo;
 demo.ready = start();
 demo.ready.catch(showError);
@@ -35,23 +42,31 @@ async function start() {
   } catch (err) {
     throw new Error(`Could not load onnxruntime-web from ${ORT_DIR} (${err.message}): run npm ci --prefix apps/web.`);
   }
-  ort.env.wasm.numThreads = 1; // threads would need cross-origin isolation headers
+  // Threads need a cross-origin isolated page (export.serve sends the headers); ?threads= sets how many.
+  ort.env.wasm.numThreads = crossOriginIsolated
+    ? clamp(Math.round(Number(params.get("threads") ?? Math.min(4, navigator.hardwareConcurrency || 1))) || 1, 1, 16) : 1;
   ort.env.wasm.wasmPaths = ORT_DIR;
-  const response = await fetch("/decoder.json");
-  if (!response.ok) throw new Error(`GET /decoder.json: ${response.status} ${response.statusText}`);
-  facts = demo.facts = await response.json();
+  facts = demo.facts = await getJSON("/decoder.json");
   [latentSpec, labelSpec] = facts.inputs;
-  if (!latentSpec.dtype.startsWith("float")) {
+  dims = latentSpec.shape[0];
+  session = await ort.InferenceSession.create("/decoder.onnx", { executionProviders: ["wasm"] });
+  const model = demo.model = await loadModel(ort, session, facts);
+  if (latentSpec.dtype.startsWith("float")) {
+    buildControls();
+    await random(state.seed);
+  } else if (model) { // a VQ-VAE's codes have no sliders: its page is the drawing pad alone
+    $("app").hidden = $("generate-title").hidden = true;
+  } else {
     throw new Error(`This page drives float latents; this ${facts.variant} decoder takes ${latentSpec.dtype} ` +
                     `\`${latentSpec.name}\` instead.`);
   }
-  dims = latentSpec.shape[0];
-  session = await ort.InferenceSession.create("/decoder.onnx", { executionProviders: ["wasm"] });
-  buildControls();
+  if (model) startDrawing(model, demo, className);
   const classes = facts.num_classes ? `, ${facts.num_classes} classes` : "";
-  $("facts").textContent = `${facts.variant} decoder: latent ${dims}${classes}, ` +
-                           `images ${facts.output_shape.join("×")}, ${facts.file}`;
-  return random(state.seed);
+  const files = model ? `encoder.onnx and ${facts.file}` : facts.file;
+  const latent = latentSpec.dtype.startsWith("float") ? `latent ${dims}` : `codes ${latentSpec.shape.join("×")}`;
+  $("facts").textContent = `${facts.variant} ${model ? "encoder and " : ""}decoder: ${latent}${classes}, ` +
+                           `images ${facts.output_shape.join("×")}, ${files}`;
+  $("files").textContent = files;
 }
 
 /** Draws latents of your own, and/or picks the class; resolves when the canvas shows them.
@@ -109,7 +124,7 @@ async function drawOnce() {
   const n = state.latents.length, started = performance.now();
   const feeds = { [latentSpec.name]: new ort.Tensor("float32", Float32Array.from(state.latents.flat()), [n, dims]) };
   if (labelSpec) feeds[labelSpec.name] = new ort.Tensor("int32", new Int32Array(n).fill(state.label), [n]);
-  const { mean } = await session.run(feeds, ["mean"]);
+  const { mean } = await exclusive(() => session.run(feeds, ["mean"]));
   paint(mean.data, n);
   demo.renders += 1;
   const label = labelSpec ? ` of class ${className(state.label)}` : "";
@@ -125,6 +140,7 @@ function paint(values, n) {
   const scale = Math.max(1, Math.floor(DISPLAY_SIZE / Math.max(canvas.width, canvas.height)));
   canvas.style.width = `${canvas.width * scale}px`;
   demo.layout = { cols, rows, pad: PAD, width, height, scale };
+  demo.images = { values, count: n };
   const context = canvas.getContext("2d");
   const image = context.createImageData(canvas.width, canvas.height);
   for (let i = 0; i < image.data.length; i += 4) image.data.set(GAP, i); // opaque: alpha 255 everywhere
@@ -194,20 +210,6 @@ function drawLatent(rand) {
 
 function clamp(value, low, high) {
   return Math.min(high, Math.max(low, value));
-}
-
-function gaussian(rand) { // Box-Muller
-  return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-}
-
-function mulberry32(seed) { // a small seeded generator of uniforms in [0, 1)
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function showError(err) {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the web demo and its browser test (tests/test_web.py) need, on Debian/Ubuntu:
-# Chromium from apt (as root, only when /usr/bin/chromium is absent) and onnxruntime-web from npm,
-# exactly as pinned in apps/web/package-lock.json (skipped when node_modules already matches it).
+# Chromium from apt (as root, only when /usr/bin/chromium is absent), and onnxruntime-web and pako
+# (zlib, for the outlier score's PNG size) from npm, exactly as pinned in apps/web/package-lock.json
+# (skipped when node_modules already matches it). pako stays at 2.1.0: its level-9 deflate is byte
+# for byte Python's zlib.compress(raw, 9), which 3.0.3's is not (tests/test_web.py checks it).
 # Safe to run again. Playwright, which drives Chromium, comes with `pip install -e ".[test]"`.
 set -euo pipefail
 cd "$(dirname "$0")"
