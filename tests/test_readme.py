@@ -3,7 +3,7 @@
 The blocks run one after another in one fresh interpreter (TensorFlow loads once), each in a
 namespace of its own, so a block that leans on another block's imports fails. They run in a
 temporary folder holding what they name: `runs/cvae`, a finished run of the bundled `cvae-mnist5k`
-model with its exported decoders. A failure names the block by its line and first line.
+model with its exported decoders and encoders. A failure names the block by its line and first line.
 """
 
 import json
@@ -65,7 +65,8 @@ def results(tmp_path_factory):
     bundle = os.path.join(ROOT, "zoo", "pretrained", "cvae-mnist5k")
     run = write_run(str(folder / "runs" / "cvae"), zoo.load_pretrained("cvae-mnist5k", part="model"), "cvae",
                     dataset={"name": "mnist5k"})
-    for name in ("decoder.onnx", "decoder.tflite", "decoder.tflite.json"):
+    for name in ("decoder.onnx", "decoder.tflite", "decoder.tflite.json", "encoder.onnx", "encoder.tflite",
+                 "encoder.tflite.json"):
         shutil.copy(os.path.join(bundle, name), run)
     (folder / "blocks.json").write_text(json.dumps(BLOCKS))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
