@@ -175,3 +175,17 @@ def test_cli_takes_parts_and_refuses_unknown_ones(tmp_path, capsys):
     assert "Unknown part(s) ['brain']" in capsys.readouterr().err
     assert main([run, "--formats", "onnx", "--parts", "encoder"]) == 0
     assert os.path.exists(os.path.join(run, "encoder.onnx")) and not os.path.exists(os.path.join(run, "decoder.onnx"))
+
+
+def test_the_runtime_parity_benchmark_writes_and_checks_a_reference(cvae, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("runtime_parity", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "runtime_parity.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    run, reference = cvae[0], str(tmp_path / "reference.npz")
+    assert benchmark.main([run, "--write", reference]) == 0
+    assert benchmark.main([run, "--check", reference]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "max abs" in line]
+    assert len(lines) == 4 and all(line.endswith(" ok") for line in lines)  # onnx and tflite, reconstruct and restyle
