@@ -50,6 +50,8 @@ export function startDrawing(model, demo, className) {
     const grid = $("app").hidden ? "" : ", or click an image of the grid";
     $("draw-hint").textContent = grey ? `Draw with the mouse, a pen or a finger; or upload an image${grid}.`
       : `Upload an image${grid}${model.classes ? ": it is restyled as every class" : ""}.`;
+    panel.style.setProperty("--view", `${Math.max(112, 2 * width)}px`); // the small images' CSS widths
+    panel.style.setProperty("--cell", `${Math.max(72, 1.5 * width)}px`);
     pad.classList.toggle("drawable", grey);
     pad.parentElement.classList.toggle("guide", grey && height === 28 && width === 28);
     if (grey) {
@@ -211,35 +213,40 @@ export function startDrawing(model, demo, className) {
     }
   }
 
+  /** Shows what the model sees at once, then (an explicit class first, as "auto" needs the scores
+   *  to pick one) the reconstruction and restyles, and the score. */
   async function analyse() {
     const started = performance.now(), current = generation;
     const x = S.downsample(context.getImageData(0, 0, pad.width, pad.height).data, model.shape, factor);
-    const choice = $("drew").value;
-    const score = model.scorable ? await model.score(x, noise, choice === "auto" ? null : Number(choice)) : null;
-    const label = !model.classes ? null : choice === "auto" ? score.label : Number(choice);
+    show($("input-view"), x);
+    const auto = model.classes > 0 && $("drew").value === "auto"; // offered only when the page can score
+    let label = model.classes && !auto ? Number($("drew").value) : null;
+    let score = auto ? await model.score(x, noise, null) : null;
+    if (auto) label = score.label;
     const images = await model.restyle(x, label);
     if (current !== generation) return;
     const reconstruction = images.subarray(model.classes ? label * model.size : 0, (model.classes ? label + 1 : 1) * model.size);
-    Object.assign(state, { input: Array.from(x), label, score, reconstruction: Array.from(reconstruction),
-                           restyled: model.classes ? Array.from(images) : null });
-    show($("input-view"), x);
     show($("reconstruction"), reconstruction);
     for (let c = 0; c < model.classes; c++) {
       show($(`restyle-${c}`), images.subarray(c * model.size, (c + 1) * model.size));
       $(`restyle-${c}`).parentElement.classList.toggle("chosen", c === label);
     }
-    if (score) showScore(score, label);
+    if (!auto && model.scorable) score = await model.score(x, noise, label);
+    if (current !== generation) return;
+    if (score) showScore(score, auto ? label : null);
+    Object.assign(state, { input: Array.from(x), label, score, reconstruction: Array.from(reconstruction),
+                           restyled: model.classes ? Array.from(images) : null });
     drawing.updates += 1;
-    const as = model.classes ? ` as ${choice === "auto" ? "auto: " : ""}${className(label)}` : "";
+    const as = model.classes ? ` as ${auto ? "auto: " : ""}${className(label)}` : "";
     $("draw-status").textContent = `${state.source ?? "pad"}${as} in ${(performance.now() - started).toFixed(0)} ms`;
   }
 
-  function showScore(score, label) {
+  function showScore(score, closestLabel) {
     const outlier = model.facts.outlier, verdict = $("verdict");
     verdict.textContent = score.verdict ? capital(score.verdict) : "No calibration: this export scored no test images.";
     verdict.className = score.verdict ? score.verdict.split(":")[0].replace(/ /g, "-") : "";
     const where = score.verdict ? `, ${percentileWords(score.percentile, outlier)}` : "";
-    const closest = model.classes && $("drew").value === "auto" ? `; closest class ${className(label)}` : "";
+    const closest = closestLabel !== null ? `; closest class ${className(closestLabel)}` : "";
     $("score-detail").textContent = `Outlier score ${score.score.toFixed(1)} bits${where}. ` +
       `−log p(x) ≈ ${score.nll.toFixed(2)} nats (k = ${score.k}), PNG ${score.bits} bits${closest}.`;
   }
