@@ -5,6 +5,7 @@ import warnings
 
 import onnx
 
+from export.onnx_graph import optimize
 from export.serving import input_signature
 
 OPSET = 17  # ONNX Runtime 1.14+ and onnxruntime-web run it
@@ -16,6 +17,8 @@ def write_onnx(decoder, path, facts):
 
     tf2onnx names the unknown batch dimension `unk__N` per tensor; it is renamed `batch` on every
     input and output, which tells runtimes (and readers in Netron) that they share one batch size.
+    The graph then goes through `export.onnx_graph.optimize` (upsampling as one Resize, small
+    output convolutions split by tap), which keeps its outputs to float32 rounding.
 
     Raises:
         onnx.checker.ValidationError: the exported graph is not valid ONNX.
@@ -24,7 +27,7 @@ def write_onnx(decoder, path, facts):
         warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
         decoder.export(path, format="onnx", input_signature=input_signature(decoder), opset_version=OPSET,
                        verbose=False)
-    graph_model = onnx.load(path)
+    graph_model = optimize(onnx.load(path))
     for value in [*graph_model.graph.input, *graph_model.graph.output]:
         batch_dim = value.type.tensor_type.shape.dim[0]
         batch_dim.ClearField("dim_value")
