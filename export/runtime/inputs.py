@@ -24,8 +24,10 @@ def check_input(spec, value, upper=None, batch=None):
         raise ValueError(f"Expected {batch} `{name}` (one per latent), received {len(array)}.")
     if upper is not None and array.size and (array.min() < 0 or array.max() >= upper):
         raise ValueError(f"Expected `{name}` in [0, {upper - 1}], received values in [{array.min()}, {array.max()}].")
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: checked after the cast
-        cast = array.astype(spec["dtype"], copy=False)
+    cast = array
+    if array.dtype != spec["dtype"]:  # np.errstate alone costs about 1 µs, a third of a batch-1 check
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: checked after the cast
+            cast = array.astype(spec["dtype"])
     if floating and not np.isfinite(cast).all():
         if np.isfinite(array).all():
             raise ValueError(f"`{name}` has values beyond the {spec['dtype']} range (largest magnitude "
