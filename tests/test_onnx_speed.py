@@ -59,7 +59,8 @@ def conv(tmp_path, c_in, c_out, kernel=3, **attrs):
     attrs = {"kernel_shape": [kernel, kernel], "pads": [kernel // 2] * 4, **attrs}
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)]
     fan_in = c_in * kernel * kernel  # trained-like scale: outputs of order 1, as in a decoder
-    initializers = [constant("w", (RNG.standard_normal((c_out, c_in, kernel, kernel)) / fan_in**0.5).astype(np.float32)),
+    weight = RNG.standard_normal((c_out, c_in, kernel, kernel)) / fan_in**0.5
+    initializers = [constant("w", weight.astype(np.float32)),
                     constant("b", RNG.standard_normal(c_out).astype(np.float32))]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c_in, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", c_out, "height", "width"])
