@@ -36,7 +36,8 @@ def write_reference(run_dir, path, n=256):
         reference["labels"] = y
         to_labels = (y + 1) % (int(y.max()) + 1)
         z = signatures["encode"](**feeds)["loc"]
-        reference.update(to_labels=to_labels, restyle=signatures["decode"](z=z, labels=tf.constant(to_labels))["mean"].numpy())
+        restyled = signatures["decode"](z=z, labels=tf.constant(to_labels))["mean"].numpy()
+        reference.update(to_labels=to_labels, restyle=restyled)
     np.savez(path, **reference)
     print(f"wrote {path}: {len(x)} images")
 

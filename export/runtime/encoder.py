@@ -23,7 +23,8 @@ def load_encoder(path, providers=None):
         raise ValueError(f"{path} lacks the encoder facts {missing}: export it with "
                          "`python -m export RUN_DIR --parts decoder,encoder`.")
     if sorted(spec["name"] for spec in facts["inputs"]) != sorted(inputs):
-        raise ValueError(f"{path} takes inputs {sorted(inputs)}, which do not match its facts' inputs {facts['inputs']}: "
+        raise ValueError(f"{path} takes inputs {sorted(inputs)}, which do not match its facts' inputs "
+                         f"{facts['inputs']}: "
                          "export it with `python -m export RUN_DIR --parts decoder,encoder`.")
     return Encoder(run, facts, path, used)
 

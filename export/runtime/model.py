@@ -120,10 +120,10 @@ class Model:
         noise = np.asarray(noise, np.float64)
         if noise.shape != (k, len(x), self.latent_dim):
             raise ValueError(f"Expected noise of shape {(k, len(x), self.latent_dim)}, received {noise.shape}.")
-        step = max(1, self.batch_size // k)
-        return np.concatenate([self._log_weights(x[i:i + step], None if labels is None else np.asarray(labels)[i:i + step],
-                                                 noise[:, i:i + step]) for i in range(0, len(x), step)] or
-                              [np.zeros((0, k))])
+        step, labels = max(1, self.batch_size // k), None if labels is None else np.asarray(labels)
+        parts = [self._log_weights(x[i:i + step], None if labels is None else labels[i:i + step], noise[:, i:i + step])
+                 for i in range(0, len(x), step)]
+        return np.concatenate(parts) if parts else np.zeros((0, k))
 
     def score(self, x, labels=None, k=1, seed=0):
         """`[B]` nats: the negative ELBO (k = 1) or the k-sample importance-sampled -log p(x).
@@ -132,7 +132,8 @@ class Model:
         draws per class.
         """
         if self.num_classes and labels is None:
-            per_class = [log_mean_exp(self.log_weights(x, np.full(len(x), c, np.int32), k, seed=seed + c))
+            seeds = [None if seed is None else seed + c for c in range(self.num_classes)]
+            per_class = [log_mean_exp(self.log_weights(x, np.full(len(x), c, np.int32), k, seeds[c]))
                          for c in range(self.num_classes)]
             return -(logsumexp(np.stack(per_class, -1), -1) - math.log(self.num_classes))
         return -log_mean_exp(self.log_weights(x, labels, k, seed=seed))

@@ -116,7 +116,8 @@ class HVAE(LatentVariableModel):
         scale along that path. log N(eps; loc, scale) is log q(eps|x), which is all that scoring
         an image needs beside the decoder."""
         x, _ = self._check_inputs(x, labels)
-        noise = tf.zeros([tf.shape(x)[0], self.latent_dim]) if noise is None else tf.convert_to_tensor(noise, tf.float32)
+        noise = (tf.zeros([tf.shape(x)[0], self.latent_dim]) if noise is None
+                 else tf.convert_to_tensor(noise, tf.float32))
         _, parts = self.infer(x, noise)
         return tuple(tf.concat([p[i] for p in parts], -1) for i in (2, 0, 1))
 
