@@ -3,6 +3,8 @@
 the rewrites happen where they fit and nowhere else, and sessions get the options they are meant to.
 Speed itself is measured by `benchmarks/export_latency.py`, not asserted here."""
 
+import multiprocessing
+
 import numpy as np
 import onnx
 import onnxruntime
@@ -151,7 +153,8 @@ def per_item_model(tmp_path, reduce_batch=False):
         nodes = [helper.make_node("MatMul", ["x", "m"], ["rows"]),
                  helper.make_node("ReduceSum", ["rows", "axes"], ["y"], keepdims=0)]
         shape = [2]
-    initializers = [constant("m", RNG.standard_normal((3, 2)).astype(np.float32)), constant("axes", np.array([0]))]
+    initializers = [constant("m", RNG.standard_normal((3, 2)).astype(np.float32))]
+    initializers += [constant("axes", np.array([0]))] if reduce_batch else []
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
     return save(tmp_path, nodes, [x], [y], initializers, name="sum.onnx" if reduce_batch else "rows.onnx")
@@ -239,3 +242,25 @@ def test_chunks_run_on_as_many_threads_as_the_process_has_cpus(tmp_path, monkeyp
     assert session.threads == 3
     session.run(None, {"x": np.zeros((MIN_SPLIT, 3), np.float32)})
     assert session._single_threaded()[1]._max_workers == 3
+
+
+def _run_in(session, x, queue):
+    queue.put(session.run(None, {"x": x})[0])
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method")
+def test_a_forked_child_runs_chunks_on_its_own_thread_pool(tmp_path):
+    """A forked child inherits the pool object but not its threads; before the pool was remade
+    there, its first chunked run waited forever."""
+    session = create_session(onnxruntime, per_item_model(tmp_path), ["CPUExecutionProvider"])
+    x = RNG.standard_normal((2 * CHUNK, 3)).astype(np.float32)
+    expected = session.run(None, {"x": x})[0]  # the parent's pool now exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_run_in, args=(session, x, queue))
+    child.start()
+    child.join(timeout=20)
+    hung = child.is_alive()
+    child.kill()
+    assert not hung and child.exitcode == 0
+    np.testing.assert_array_equal(queue.get(timeout=5), expected)

@@ -64,7 +64,7 @@ class ChunkedSession:
     def __init__(self, session, make_single_threaded, threads=None, chunk=CHUNK):
         self._session, self._make_single = session, make_single_threaded
         self.threads, self.chunk = threads or cpu_threads(), chunk
-        self._single, self._pool, self._lock = None, None, threading.Lock()
+        self._single, self._pool, self._pid, self._lock = None, None, None, threading.Lock()
         self._leading = {value.name: _leading_dim(value) for value in [*session.get_inputs(), *session.get_outputs()]}
         self._outputs = [value.name for value in session.get_outputs()]
 
@@ -90,10 +90,13 @@ class ChunkedSession:
         return lengths.pop() if len(dims) == 1 and None not in dims else 0
 
     def _single_threaded(self):
+        """The single-threaded session and the thread pool, made on first use, and again in a
+        forked child process (which inherits the pool without its threads)."""
         with self._lock:
-            if self._single is None:
+            if self._single is None or self._pid != os.getpid():
                 self._single = self._make_single()
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnxruntime-chunk")
+                self._pid = os.getpid()
         return self._single, self._pool
 
     def __getattr__(self, name):
