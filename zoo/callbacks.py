@@ -234,7 +234,8 @@ class Checkpoint(keras.callbacks.Callback):
                            f"{', '.join(differ)}). Rerun with that run's settings to resume it, or delete {source} "
                            "to start over.")
         with model.distribute_strategy.scope():
-            model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
+            if not model.optimizer.built:  # its variables must exist to be loaded
+                model.optimizer.build(model.trainable_variables)
             variables = _state_variables(model)
             values = _load_arrays(os.path.join(source, state["weights"]))
             if len(values) != len(variables):
@@ -300,8 +301,11 @@ class Checkpoint(keras.callbacks.Callback):
 
 
 def _state_variables(model):
-    """What a checkpoint holds, in a fixed order: the model's variables, then the optimizer's."""
-    return [*model.weights, *model.optimizer.variables]
+    """What a checkpoint holds, in a fixed order: the model's variables, then the optimizer's, then
+    those of any optimizer a model keeps for a network of its own (`extra_optimizers`, built by its
+    `compile`: a VAE-GAN's discriminator)."""
+    optimizers = [model.optimizer, *getattr(model, "extra_optimizers", ())]
+    return [*model.weights, *(v for optimizer in optimizers for v in optimizer.variables)]
 
 
 def _load_arrays(path):

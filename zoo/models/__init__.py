@@ -7,6 +7,7 @@ from zoo.models.cvae import CVAE
 from zoo.models.hvae import HVAE
 from zoo.models.iwae import IWAE
 from zoo.models.vae import VAE
+from zoo.models.vaegan import VAEGAN
 from zoo.models.vqvae import VQVAE
 
 __all__ = ["AE", "BetaVAE", "CVAE", "HVAE", "IWAE", "LatentVariableModel", "VAE", "VQVAE"]
