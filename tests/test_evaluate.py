@@ -422,7 +422,7 @@ def test_vq_metrics_activate_on_num_codes(mnist_small):
         -np.mean(vq.prior("frequencies").log_prob(test_codes)), rel=1e-5)
     assert {"sample_classifier_fd", "sample_classifier_fd_frequencies", "sample_confidence_frequencies"} <= set(results)
     assert len(results["code_counts"]) == 16 and results["ood_score"] == "reconstruction_mse"
-    assert set(results["skipped"]) >= {"test_nll", "kl_per_dim", "mig"}
+    assert set(results["skipped"]) >= {"test_nll", "kl_per_dim", "mig", "factor_vae_score", "dci_disentanglement"}
 
 
 def test_dsprites_runs_get_the_disentanglement_metrics():
@@ -433,9 +433,11 @@ def test_dsprites_runs_get_the_disentanglement_metrics():
     assert codes.shape == (40, 3) and 0.0 <= results["mig"] <= 1.0 and set(results["mig_per_factor"]) == set(
         data.DSPRITES_FACTORS)
     assert 0.0 <= results["beta_vae_score"] <= 1.0
+    dci_keys = ("dci_disentanglement", "dci_completeness", "dci_informativeness")
+    assert all(0.0 <= results[key] <= 1.0 for key in ("factor_vae_score", *dci_keys))
     assert all(key.split(":")[1] in data.DSPRITES_FACTORS and 0.0 <= share <= 1.0
                for key, share in results["main_factor"].items())
-    assert not {"mig", "main_factor"} & set(results["skipped"])
+    assert not {"mig", "main_factor", "factor_vae_score", "dci_disentanglement"} & set(results["skipped"])
 
 
 def test_ood_sets_match_the_image_shape():

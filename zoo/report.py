@@ -12,7 +12,7 @@ What applies:
   Gaussian on the test images as they are (`*_gaussian`, a density, not comparable with those),
   the discretized logistic mixture on their 8-bit levels (`*_logistic_mixture`); for the discrete
   likelihoods (`zoo.likelihoods.DISCRETE`) also in bits per dimension;
-- dSprites runs: MIG and the beta-VAE score against the ground-truth factors;
+- dSprites runs: MIG, the beta-VAE and FactorVAE scores and DCI against the ground-truth factors;
 - conditional models: conditional accuracy, judged by the cached `zoo.classifier`;
 - models that sample, on the built-in datasets with classes (and conditional models, which train
   the classifier anyway): sample quality (`sample_quality`), judged by the same classifier;
@@ -92,13 +92,17 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
                                                 else "k=0 importance samples")
 
     if y.ndim == 2 and dataset == "dsprites" and codes is not None:
-        with timed("disentanglement (MIG, beta-VAE score)", print_fn):
+        with timed("disentanglement (MIG, beta-VAE and FactorVAE scores, DCI)", print_fn):
             out["mig"], per_factor = metrics.mutual_info_gap(codes, y)
             out["mig_per_factor"] = dict(zip(data.DSPRITES_FACTORS, per_factor.round(4).tolist()))
             out["beta_vae_score"] = metrics.beta_vae_score(codes, y, seed=settings["seed"])
+            out["factor_vae_score"] = metrics.factor_vae_score(codes, y, seed=settings["seed"])
+            dci = metrics.dci(codes, y, seed=settings["seed"])
+            out.update({f"dci_{key}": dci[key] for key in ("disentanglement", "completeness", "informativeness")})
             out["main_factor"] = main_factors(codes, y)
     else:
-        skip["mig"] = skip["beta_vae_score"] = skip["main_factor"] = "not a dsprites run with continuous latents"
+        skip.update(dict.fromkeys(("mig", "beta_vae_score", "factor_vae_score", "dci_disentanglement", "main_factor"),
+                                  "not a dsprites run with continuous latents"))
 
     if model.num_classes and model.has_prior:
         with timed(f"conditional accuracy ({CONDITIONAL_SAMPLES} samples per class)", print_fn):
