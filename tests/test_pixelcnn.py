@@ -164,7 +164,8 @@ def test_second_stage_lowers_the_codes_nll(tmp_path, mnist_npz, mnist_small, mon
     manifest = training.train("vqvae", out=str(out), dataset=mnist_npz, epochs=1, latent_dim=4, width=8,
                               nll_samples=0, num_codes=16, prior="pixelcnn", prior_epochs=4, prior_filters=16,
                               prior_layers=2, print_fn=lambda line, **kw: lines.append(line))
-    assert "training the pixelcnn prior on the codes of 360 train / 40 validation images, 18,976 parameters" in lines
+    assert ("training the pixelcnn prior on the codes of 1800 train grids (the images and 4 translated copies) / 40 "
+            "validation images, 18,976 parameters") in lines
     assert any(line.startswith("prior epoch 4/4  loss") for line in lines)
     assert manifest["config"]["prior"] == "pixelcnn" and manifest["config"]["prior_epochs"] == 4
     rows = history(out / "prior_history.csv")
@@ -202,3 +203,10 @@ def test_a_kill_in_the_second_stage_resumes_it_without_retraining_the_first(tmp_
     assert epochs == list(range(len(epochs))) and epochs[-1] + 1 == artifacts.read_manifest(str(out))["metrics"][
         "prior_epochs_trained"]
     assert not (out / "checkpoints").exists()
+
+
+def test_translated_copies_move_the_images_and_fill_the_border_with_zeros():
+    x = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6, 1) + 1
+    moved = next(iter(training.translated(tf.data.Dataset.from_tensors(x), 2, -1))).numpy()
+    np.testing.assert_array_equal(moved[:, 2:, :5], x[:, :3, 1:])  # down 2, left 1
+    assert not moved[:, :2].any() and not moved[:, :, 5:].any()

@@ -34,6 +34,7 @@ HISTORY = "history.csv"
 CHECKPOINTS, LOGS = artifacts.WORKING_DIRS
 PRIOR_STAGE = "prior"  # stage 2's checkpoints (OUT/checkpoints/prior) and history (prior_history.csv)
 PRIOR_BATCH_SIZE = 64
+PRIOR_SHIFT = 2  # pixels a translated copy of the training images moves at most (stage 2's augmentation)
 WIDTHS = {"conv": 64, "resnet": 32}  # filters of the first level when --width is not given
 
 
@@ -302,7 +303,11 @@ def train_prior(model, splits, *, out, fingerprint, learning_rate, seed, patienc
         without a validation split) and `prior_train_grids_per_second`.
     """
     network, epochs = model.prior_network, model.prior_epochs
-    train_codes, val_codes = (model.codes_of(split) for split in splits)
+    train, val = splits
+    offsets = np.random.default_rng(seed).integers(-PRIOR_SHIFT, PRIOR_SHIFT + 1, (model.prior_shifts, 2))
+    train_codes = np.concatenate([model.codes_of(train)] + [model.codes_of(translated(train, dy, dx))
+                                                            for dy, dx in offsets.tolist()])
+    val_codes = model.codes_of(val)
     pairs = lambda c: tf.data.Dataset.from_tensor_slices((c, c))  # codes in, the same codes as targets
     train_ds = pairs(train_codes).shuffle(max(len(train_codes), 1), seed=seed).batch(PRIOR_BATCH_SIZE)
     val_ds = pairs(val_codes).batch(PRIOR_BATCH_SIZE) if len(val_codes) else None
@@ -323,8 +328,9 @@ def train_prior(model, splits, *, out, fingerprint, learning_rate, seed, patienc
     callbacks.truncate_history(history, done)
     interrupt = callbacks.StopOnInterrupt(checkpoint)
     print_fn(f"resuming the prior from {checkpoint.directory}: {done} of {epochs} epochs done" if state else
-             f"training the {network.name} prior on the codes of {len(train_codes)} train / {len(val_codes)} "
-             f"validation images, {network.count_params():,} parameters", flush=True)
+             f"training the {network.name} prior on the codes of {len(train_codes)} train grids (the images and "
+             f"{len(offsets)} translated copies) / {len(val_codes)} validation images, "
+             f"{network.count_params():,} parameters", flush=True)
     fit_callbacks = [callbacks.StopOnNaN(checkpoint), progress, *([stopping] if stopping else []),
                      keras.callbacks.CSVLogger(history, append=True), checkpoint, interrupt]
     with interrupt.installed():
@@ -335,6 +341,17 @@ def train_prior(model, splits, *, out, fingerprint, learning_rate, seed, patienc
     best = stopping.best if stopping is not None and np.isfinite(stopping.best) else None
     return {"prior_epochs_trained": checkpoint.epoch, "prior_val_nll": None if best is None else float(best),
             "prior_train_grids_per_second": float(np.median(progress.throughput)) if progress.throughput else None}
+
+
+def translated(batches, dy, dx):
+    """Image batches (a `tf.data.Dataset` of `[B, H, W, C]`) moved `dy` pixels down and `dx` right,
+    the uncovered border filled with zeros (the background of mnist and dSprites)."""
+    def move(x):
+        pad = PRIOR_SHIFT
+        h, w = x.shape[1], x.shape[2]
+        return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])[:, pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+
+    return batches.map(move)
 
 
 def choose_networks(image_shape, options, print_fn=print):
