@@ -14,4 +14,4 @@ from zoo.models.vaegan import VAEGAN
 from zoo.models.vqvae import VQVAE
 
 __all__ = ["AE", "BetaTCVAE", "BetaVAE", "CVAE", "DIPVAE", "FactorVAE", "HVAE", "IWAE", "LatentVariableModel", "VAE",
-           "VQVAE"]
+           "VAEGAN", "VQVAE"]

@@ -6,6 +6,7 @@ from keras import layers
 
 from zoo import decomposition
 from zoo.models.base import _check_positive
+from zoo.models.adversarial import WithDiscriminator
 from zoo.models.vae import VAE
 from zoo.registry import register
 
@@ -13,7 +14,7 @@ SLOPE = 0.2  # LeakyReLU's negative slope, as in the paper's discriminator
 
 
 @register("factor_vae")
-class FactorVAE(VAE):
+class FactorVAE(WithDiscriminator, VAE):
     """A VAE with a penalty on the total correlation of q(z), estimated by a discriminator.
 
     A discriminator D (an MLP on z, one logit) learns to tell samples of q(z) from samples of
@@ -48,6 +49,8 @@ class FactorVAE(VAE):
     """
 
     metric_names = ("loss", "reconstruction", "kl", "tc", "discriminator_loss", "discriminator_accuracy")
+
+    discriminator_betas = (0.5, 0.9)  # the paper's Adam for D
 
     def __init__(self, input_shape, latent_dim=10, gamma=35.0, discriminator_units=1000, discriminator_layers=6,
                  discriminator_learning_rate=1e-4, **kwargs):
@@ -85,28 +88,6 @@ class FactorVAE(VAE):
         return tf.cast(self.discriminator(z)[:, 0], tf.float32)
 
     # --- two networks, two optimizers, one step ------------------------------------------------
-
-    def compile(self, optimizer="adam", **kwargs):
-        """Compiles with `optimizer` for the VAE and creates D's (wrapped for loss scaling when
-        `optimizer` is). Both are built here, so a checkpoint of their state loads before a step."""
-        super().compile(optimizer=optimizer, **kwargs)
-        own = keras.optimizers.Adam(self.discriminator_learning_rate, beta_1=0.5, beta_2=0.9)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            own = keras.optimizers.LossScaleOptimizer(own)
-        self.discriminator_optimizer = own
-        vae, critic = self.variable_groups()
-        self.optimizer.build(vae)
-        self.discriminator_optimizer.build(critic)
-
-    def compile_from_config(self, config):
-        """Compiles a loaded model through `compile` (Keras skips a custom one), so that D's
-        optimizer exists, built, when `load_model` restores its saved state."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-
-    @property
-    def extra_optimizers(self):
-        """Optimizers besides `self.optimizer` whose state checkpoints save (`zoo.callbacks`)."""
-        return [self.discriminator_optimizer] if self.discriminator_optimizer is not None else []
 
     def variable_groups(self):
         """`(vae, discriminator)` trainable variables."""

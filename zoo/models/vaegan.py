@@ -1,12 +1,12 @@
 """The VAE-GAN (Larsen et al., 2016): a VAE whose reconstruction is measured in a discriminator's
 features ("learned similarity"), plus an adversarial term on reconstructions and samples."""
 
-import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from zoo import distributions as dists
 from zoo import likelihoods
+from zoo.models.adversarial import WithDiscriminator
 from zoo.models.vae import VAE
 from zoo.networks.discriminator import discriminator
 from zoo.registry import register
@@ -15,7 +15,7 @@ tfd = tfp.distributions
 
 
 @register("vaegan")
-class VAEGAN(VAE):
+class VAEGAN(WithDiscriminator, VAE):
     """A VAE trained against a discriminator D, whose hidden layer l judges how alike two images are.
 
     With z ~ q(z|x), x~ the mean of p(x|z) (the reconstruction), x_p the mean of p(x|z_p) for
@@ -116,29 +116,6 @@ class VAEGAN(VAE):
         return tf.concat([tf.stop_gradient(raw[..., :fixed]), raw[..., fixed:]], -1)
 
     # --- three networks, three losses, two optimizers ----------------------------------------
-
-    def compile(self, optimizer="adam", **kwargs):
-        """Compiles with `optimizer` for the encoder and decoder, and creates D's optimizer (wrapped
-        for loss scaling when `optimizer` is). Both are built here, so that a checkpoint of their
-        variables can be restored before the first step."""
-        super().compile(optimizer=optimizer, **kwargs)
-        own = keras.optimizers.Adam(self.discriminator_learning_rate, beta_1=0.5)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            own = keras.optimizers.LossScaleOptimizer(own)
-        self.discriminator_optimizer = own
-        encoder, decoder, critic = self.variable_groups()
-        self.optimizer.build(encoder + decoder)
-        self.discriminator_optimizer.build(critic)
-
-    def compile_from_config(self, config):
-        """`load_model` compiles through `compile` (Keras skips a custom one), so that D's optimizer
-        exists, built, when its saved state is restored."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-
-    @property
-    def extra_optimizers(self):
-        """Optimizers besides `self.optimizer` whose state checkpoints save (`zoo.callbacks`)."""
-        return [self.discriminator_optimizer] if self.discriminator_optimizer is not None else []
 
     def variable_groups(self):
         """`(encoder, decoder, discriminator)` trainable variables. The learned prior joins the

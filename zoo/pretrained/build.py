@@ -23,7 +23,7 @@ EXPORT_FORMATS, EXPORT_PARTS = ("onnx", "tflite"), ("decoder", "encoder")
 # repeats closely but not bit for bit (thread timing changes the order of float sums). Speeds are
 # not compared.
 REL_TOLERANCE, RATE_TOLERANCE = 0.03, 0.02
-RATES = ("accuracy", "auroc", "usage", "mig", "score")
+RATES = ("accuracy", "auroc", "usage", "mig", "score", "dci")
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
