@@ -19,23 +19,9 @@ q(z) (`aggregate_covariance`) to the identity.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from zoo import distributions as dists
 
 tfd = tfp.distributions
 ESTIMATORS = ("mws", "mss")  # minibatch weighted sampling, minibatch stratified sampling
-
-
-def elbo_parts(model, x, labels=None):
-    """The one-sample ELBO's pieces, as the base class's `loss_terms` computes them, for objectives
-    that add terms of the posterior and its sample.
-
-    Returns:
-        `(q, z, reconstruction, kl)`: q(z|x), one reparameterised z ~ q(z|x) `[B, D]`, and the
-        per-example -log p(x|z) and KL(q(z|x) || p(z)) `[B]`.
-    """
-    q = model.encode(x, labels)
-    z = q.sample()
-    return q, z, -model.decode(z, labels).log_prob(x), dists.kl_divergence(q, model.prior(), z)
 
 
 def check_estimator(estimator, dataset_size):

@@ -164,12 +164,18 @@ class LatentVariableModel(keras.Model):
 
     # --- the objective and the training step ---------------------------------------------------
 
-    def loss_terms(self, x, labels=None, training=False):
-        """The negative ELBO and its parts, averaged over the batch (nats per image)."""
+    def elbo_parts(self, x, labels=None):
+        """The one-sample ELBO's pieces: `(q, z, reconstruction, kl)`, q(z|x), one reparameterised
+        z ~ q(z|x) `[B, D]`, and the per-example -log p(x|z) and KL(q(z|x) || p(z)) `[B]`.
+        Objectives that add terms of the posterior and its sample (`beta_tcvae`, `factor_vae`,
+        `dip_vae`) start from them."""
         q = self.encode(x, labels)
         z = q.sample()
-        reconstruction = -self.decode(z, labels).log_prob(x)
-        kl = dists.kl_divergence(q, self.prior(), z)
+        return q, z, -self.decode(z, labels).log_prob(x), dists.kl_divergence(q, self.prior(), z)
+
+    def loss_terms(self, x, labels=None, training=False):
+        """The negative ELBO and its parts, averaged over the batch (nats per image)."""
+        _, _, reconstruction, kl = self.elbo_parts(x, labels)
         return {"loss": self.objective(reconstruction, kl),
                 "reconstruction": tf.reduce_mean(reconstruction), "kl": tf.reduce_mean(kl)}
 

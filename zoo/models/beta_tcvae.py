@@ -52,7 +52,7 @@ class BetaTCVAE(VAE):
         self.dataset_size = None if dataset_size is None else int(dataset_size)
 
     def loss_terms(self, x, labels=None, training=False):
-        q, z, reconstruction, kl = decomposition.elbo_parts(self, x, labels)
+        q, z, reconstruction, kl = self.elbo_parts(x, labels)
         parts = decomposition.decompose(z, q.mean(), q.stddev(), self.prior().log_prob(z), self.dataset_size,
                                         self.estimator)
         reweighted = ((self.alpha - 1.0) * parts["mi"] + (self.beta - 1.0) * parts["tc"]

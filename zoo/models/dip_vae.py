@@ -39,7 +39,7 @@ class DIPVAE(VAE):
         self.lambda_od, self.lambda_d = float(lambda_od), float(lambda_d)
 
     def loss_terms(self, x, labels=None, training=False):
-        q, _, reconstruction, kl = decomposition.elbo_parts(self, x, labels)
+        q, _, reconstruction, kl = self.elbo_parts(x, labels)
         off_diagonal, diagonal = covariance_penalties(decomposition.aggregate_covariance(q.mean(), q.stddev()))
         return {"loss": tf.reduce_mean(reconstruction + kl) + self.lambda_od * off_diagonal + self.lambda_d * diagonal,
                 "reconstruction": tf.reduce_mean(reconstruction), "kl": tf.reduce_mean(kl),

@@ -70,7 +70,7 @@ class FactorVAE(WithDiscriminator, VAE):
         self.discriminator_optimizer = None
 
     def loss_terms(self, x, labels=None, training=False):
-        q, z, reconstruction, kl = decomposition.elbo_parts(self, x, labels)
+        q, z, reconstruction, kl = self.elbo_parts(x, labels)
         tc = tf.reduce_mean(self.logits(z))
         samples = tf.stop_gradient(z)
         size = tf.shape(samples)[0]  # halves; with an odd batch the middle sample is in both
