@@ -104,9 +104,8 @@ def main(argv=None):
 
 def score_source(model, path, k, seed):
     x, names = read_source(path, model.input_shape)
-    prepared = model.prepared(x)
-    nll = model.score(prepared, k=k or (model.facts.get("outlier") or {}).get("k", 16), seed=seed)
-    score = model.outlier_score(x, k=k, seed=seed)
+    scores = model.outlier_scores(x, k=k, seed=seed)  # one importance-sampled NLL for both
+    nll, score = scores["nll"], scores["complexity"]
     calibrated = bool(model.facts.get("outlier"))
     return {"source": path, "names": names, "x": x, "nll": nll, "score": score,
             "percentile": model.percentile(score) if calibrated else np.full(len(x), np.nan),

@@ -164,10 +164,10 @@ def outlier_scores(fns, x, num_classes=None, k=OOD_K, max_decodes=8192, seed=0):
     (Serrà et al. 2020: subtracting a lossless compressor's code length stops simple images, such
     as dSprites' shapes, from looking typical to a likelihood model).
     """
-    from export.runtime.complexity import complexity_bits
+    from export.runtime.complexity import corrected
 
     nll = marginal_nll(fns, x, num_classes, k * (num_classes or 1), max_decodes, seed)
-    return {"nll": nll, "complexity": nll / np.log(2) - complexity_bits(x)}
+    return {"nll": nll, "complexity": corrected(nll, x)}
 
 
 def run_batched(fn, x, labels=None, batch_size=1024):

@@ -37,6 +37,11 @@ def complexity_bits(images):
     return np.array([8.0 * (PNG_OVERHEAD + len(zlib.compress(_scanlines(_pixels(image)), 9))) for image in images])
 
 
+def corrected(nll, images):
+    """S(x) = -log2 p(x) - L(x) in bits, from -log p(x) in nats `[B]` and the images as scored."""
+    return np.asarray(nll, np.float64) / np.log(2) - complexity_bits(images)
+
+
 def _pixels(image):
     pixels = np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255).astype(np.uint8)
     if pixels.ndim != 3 or pixels.shape[-1] not in COLOUR_TYPES:

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from export.runtime.complexity import complexity_bits
+from export.runtime.complexity import corrected
 from export.runtime.decoder import load_decoder
 from export.runtime.densities import diagonal_normal, log_likelihood, log_mean_exp, logsumexp, prior_log_prob
 from export.runtime.encoder import load_encoder
@@ -150,10 +150,13 @@ class Model:
         """
         if method not in METHODS:
             raise ValueError(f"Unknown outlier score '{method}': expected one of {', '.join(METHODS)}.")
+        return self.outlier_scores(x, labels, k, seed)[method]
+
+    def outlier_scores(self, x, labels=None, k=None, seed=0):
+        """Every score of `outlier_score` from one importance-sampled -log p(x): `{method: [B]}`."""
         x = self.prepared(x)
-        k = k or (self.facts.get("outlier") or {}).get("k", OUTLIER_K)
-        nll = self.score(x, labels, k, seed)
-        return nll if method == "nll" else nll / math.log(2) - complexity_bits(x)
+        nll = self.score(x, labels, k or (self.facts.get("outlier") or {}).get("k", OUTLIER_K), seed)
+        return {"complexity": corrected(nll, x), "nll": nll}
 
     def prepared(self, x):
         """Images as the likelihood scores them: thresholded at 0.5 for a Bernoulli model."""
