@@ -110,6 +110,8 @@ def test_sample_quality_of_test_images_and_of_noise(mnist_small):
     assert good["sample_confidence"] == pytest.approx(good["test_confidence"])
     assert good["sample_class_entropy"] == pytest.approx(good["test_class_entropy"]) and good["test_class_entropy"] > 2.2
     assert bad["sample_classifier_fd"] > 100 and bad["sample_class_entropy"] < 1.0
+    assert good["sample_laplacian_variance"] == pytest.approx(good["test_laplacian_variance"])
+    assert bad["sample_laplacian_variance"] > 5 * bad["test_laplacian_variance"]  # uniform noise is all edges
 
 
 class SampleStandIn:

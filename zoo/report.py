@@ -205,8 +205,10 @@ def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, dra
       models on one dataset, never with published FIDs;
     - `sample_confidence`: the classifier's mean top probability on the samples (digits it can read);
     - `sample_class_entropy`: the entropy of its predicted-class histogram (diversity; log C at best);
+    - `sample_laplacian_variance`: sharpness (`metrics.laplacian_variance`); blurry samples fall
+      short of the test images';
 
-    and the last two on the test images, for reference. Conditional models draw every class in
+    and the last three on the test images, for reference. Conditional models draw every class in
     turn. `draws` maps a suffix of the three sample metrics to a function `draw(n, labels=, seed=)`
     that draws the images (default: `{"": model.sample}`); the test images are read once for all.
     """
@@ -215,7 +217,8 @@ def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, dra
     judge, _ = classifier.load_or_train(dataset, options=options, print_fn=print_fn)
     test_features, test_probabilities = classifier.read(judge, x)
     real = metrics.class_statistics(test_probabilities)
-    out = {"test_confidence": real["confidence"], "test_class_entropy": real["class_entropy"], "sample_images": n}
+    out = {"test_confidence": real["confidence"], "test_class_entropy": real["class_entropy"],
+           "test_laplacian_variance": metrics.laplacian_variance(x), "sample_images": n}
     labels = np.arange(n, dtype=np.int32) % model.num_classes if model.num_classes else None
     step = evaluate.scaled_batch(500, x.shape[1:])
     for suffix, draw in (draws or {"": model.sample}).items():
@@ -224,11 +227,13 @@ def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, dra
             count = min(step, n - first)
             ids = None if labels is None else labels[first:first + count]
             parts.append(np.asarray(draw(count, labels=ids, seed=seed + first)))
-        features, probabilities = classifier.read(judge, np.concatenate(parts))
+        samples = np.concatenate(parts)
+        features, probabilities = classifier.read(judge, samples)
         drawn = metrics.class_statistics(probabilities)
         out.update({f"sample_classifier_fd{suffix}": metrics.frechet_distance(features, test_features),
                     f"sample_confidence{suffix}": drawn["confidence"],
-                    f"sample_class_entropy{suffix}": drawn["class_entropy"]})
+                    f"sample_class_entropy{suffix}": drawn["class_entropy"],
+                    f"sample_laplacian_variance{suffix}": metrics.laplacian_variance(samples)})
     return out
 
 
