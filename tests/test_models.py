@@ -23,6 +23,11 @@ def labels_for(model, n=4):
     return np.arange(n, dtype=np.int32) % 10 if model.num_classes else None
 
 
+def targets_for(model, labels, n=4):
+    """What `loss_terms` and `fit` take as labels: a supervised model's (dbvae) are 0 / 1 targets."""
+    return np.arange(n, dtype=np.int32) % 2 if model.supervised else labels
+
+
 def test_registry_lists_the_variants():
     assert {"ae", "vae"} <= set(MODELS)
     with pytest.raises(ValueError, match="Unknown model 'vea'. Known models: .*vae"):
@@ -48,7 +53,7 @@ def test_every_variant_takes_the_resnet_backbone_and_the_colour_likelihood(name)
     shape = (32, 32, 3)
     model = build(name, shape, backbone="resnet", likelihood="logistic_mixture")
     x, labels = np.round(images(shape) * 255) / 255, labels_for(model)
-    terms = model.loss_terms(x, labels)
+    terms = model.loss_terms(x, targets_for(model, labels))
     assert np.isfinite(terms["loss"].numpy()) and terms["reconstruction"].numpy() > 0
     assert model(x, labels).shape == (4, *shape)
     served = model.serve_decode(model.serve_encode(x, labels).get("codes", model.encode(x, labels).mean()), labels)
@@ -64,7 +69,7 @@ def test_train_step_reports_the_loss_terms(name, mnist_small):
     keras.utils.set_random_seed(0)
     model = build(name)
     model.compile(optimizer="adam")
-    ds = data.pipeline(x[:64], y[:64] if model.num_classes else None, batch_size=32)
+    ds = data.pipeline(x[:64], targets_for(model, y[:64] if model.num_classes else None, n=64), batch_size=32)
     history = model.fit(ds, epochs=2, verbose=0).history
     assert set(model.metric_names) <= set(history)
     assert history["loss"][1] < history["loss"][0]

@@ -360,6 +360,20 @@ class StopOnNaN(keras.callbacks.Callback):
                                f"state. {advice}")
 
 
+class Resample(keras.callbacks.Callback):
+    """At the start of every epoch, sets the probabilities with which the training images `(x, y)`
+    are drawn (`zoo.training.resampled_batches`) to the model's `sampling_probabilities`: the
+    DB-VAE's debiasing, from the latent space as it is at that epoch."""
+
+    def __init__(self, x, y, log_probabilities):
+        super().__init__()
+        self.x, self.y, self.log_probabilities = x, y, log_probabilities
+
+    def on_epoch_begin(self, epoch, logs=None):
+        p = self.model.sampling_probabilities(self.x, self.y)
+        self.log_probabilities.assign(np.log(np.maximum(p, np.finfo(np.float32).tiny)).astype(np.float32))
+
+
 class StopOnInterrupt(keras.callbacks.Callback):
     """Turns Ctrl-C (SIGINT) during `fit` into a clean stop: the state is saved at the next step
     boundary, then `Interrupted` is raised with how to resume. A second Ctrl-C stops at once.

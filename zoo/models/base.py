@@ -44,6 +44,7 @@ class LatentVariableModel(keras.Model):
 
     metric_names = ("loss", "reconstruction", "kl")
     conditional = False  # True: the recipe passes the dataset's number of classes as `num_classes`
+    supervised = False  # True: the model trains on labels as targets (`dbvae`), not as a condition
 
     def __init__(self, input_shape, latent_dim=16, num_classes=None, likelihood="bernoulli", prior="normal",
                  prior_components=10, width=64, hidden=256, dense_layers=0, broadcast_decoder=False, backbone="conv",
@@ -164,12 +165,12 @@ class LatentVariableModel(keras.Model):
 
     # --- the objective and the training step ---------------------------------------------------
 
-    def elbo_parts(self, x, labels=None):
+    def elbo_parts(self, x, labels=None, q=None):
         """The one-sample ELBO's pieces: `(q, z, reconstruction, kl)`, q(z|x), one reparameterised
         z ~ q(z|x) `[B, D]`, and the per-example -log p(x|z) and KL(q(z|x) || p(z)) `[B]`.
         Objectives that add terms of the posterior and its sample (`beta_tcvae`, `factor_vae`,
-        `dip_vae`) start from them."""
-        q = self.encode(x, labels)
+        `dip_vae`) start from them; `q`, when the caller has encoded `x` already (`dbvae`)."""
+        q = self.encode(x, labels) if q is None else q
         z = q.sample()
         return q, z, -self.decode(z, labels).log_prob(x), dists.kl_divergence(q, self.prior(), z)
 
