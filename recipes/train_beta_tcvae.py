@@ -8,8 +8,8 @@ networks (two dense layers between the conv trunk and z, a spatial broadcast dec
 The KL term is split into index-code mutual information, total correlation and dimension-wise KL,
 estimated on each minibatch (`zoo.decomposition`); `--beta` weighs the total correlation, and
 `--alpha` and `--gamma` the other two (1: as in the ELBO). `--dataset-size` is the N of the
-estimators, the training images: dSprites' default training split holds 18,000 after the
-validation split. With minibatch weighted sampling (`--estimator mws`, the paper's) it only
+estimators, by default the run's training images: dSprites' default training split holds 18,000
+after the validation split. With minibatch weighted sampling (`--estimator mws`, the paper's) it only
 shifts the reported parts; stratified sampling (`--estimator mss`) weighs with it.
 """
 
@@ -25,7 +25,7 @@ OPTIONS = [("--beta", {"type": NON_NEGATIVE, "default": 6.0, "help": "weight of 
            ("--estimator", {"choices": ("mws", "mss"), "default": "mws",
                             "help": "minibatch weighted sampling (mws) or minibatch stratified sampling (mss)"}),
            ("--dataset-size", {"type": POSITIVE_INT, "default": None,
-                               "help": "N, the training images each minibatch stands for (default: the batch size)"})]
+                               "help": "N, the images each minibatch stands for (default: the run's training images)"})]
 
 if __name__ == "__main__":
     sys.exit(main("beta_tcvae", __doc__, defaults=DEFAULTS, extra_options=OPTIONS))

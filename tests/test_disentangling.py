@@ -247,3 +247,9 @@ def test_a_resumed_run_restores_the_discriminator_and_its_optimizer(tmp_path):
         np.testing.assert_array_equal(a, b)
     resumed.fit(x, batch_size=8, epochs=3, initial_epoch=2, verbose=0)
     assert int(resumed.discriminator_optimizer.iterations) == 12  # went on counting from the restored step
+
+
+def test_beta_tcvae_runs_take_their_training_images_as_the_estimators_n(tmp_path, mnist_npz):
+    manifest = training.train("beta_tcvae", out=str(tmp_path / "run"), dataset=mnist_npz, epochs=1, latent_dim=3,
+                              width=8, hidden=16, nll_samples=0, dataset_size=None, print_fn=lambda *a, **k: None)
+    assert manifest["config"]["dataset_size"] == manifest["dataset"]["train"] == 360

@@ -240,6 +240,8 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
     print_fn(f"likelihood: {likelihood} ({share:.0%} of the training pixels are within {likelihoods.NEAR_BINARY} "
              f"of 0 or 1{colour}{'' if asked == 'auto' else '; set by --likelihood'})", flush=True)
     model_options.update(choose_networks(train_split.image_shape, model_options, print_fn))
+    if "dataset_size" in model_options and model_options["dataset_size"] is None:  # beta_tcvae's estimators' N
+        model_options["dataset_size"] = train_part.count
     model = build_model(variant, strategy, learning_rate=learning_rate, steps=epochs * steps_per_epoch,
                         clip_norm=clip_norm, mixed_precision=mixed_precision, input_shape=train_split.image_shape,
                         latent_dim=latent_dim, likelihood=likelihood, **model_options)
