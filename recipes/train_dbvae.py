@@ -7,9 +7,10 @@ Defaults to `openmoji-persons-biased`, "person" vs "other" emoji, whose training
     python recipes/train_dbvae.py --seed 0 --out runs/dbvae
     python recipes/train_dbvae.py --seed 0 --no-debias --out runs/dbvae-plain   # the baseline
 
-Each epoch the person images are drawn with weights prod_d 1 / (Q_d(mu_d) + alpha), Q_d the
-histogram (`--bins`) of latent d over the training persons, recomputed from the encoder at the
-start of the epoch; the other images are drawn uniformly. `--no-debias` shuffles as usual. Any
+Each epoch the person images are drawn with the weight of their rarest latent, max_d of
+1 / (Q_d(mu_d) + alpha) normalised per latent, Q_d the histogram (`--bins`) of latent d over the
+training persons, recomputed from the encoder at the start of the epoch; the other images are
+drawn uniformly. `--no-debias` shuffles as usual. Any
 dataset with two classes works: class 1 (the second class subfolder, in sorted order) is the one
 the VAE models and the resampling evens out. The training images are held in memory.
 """

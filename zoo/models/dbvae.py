@@ -22,13 +22,14 @@ class DBVAE(VAE):
 
     so the VAE learns the positive class alone, and its latent space shows which positives are
     rare: where the histograms of the posterior means over the training positives are thin.
-    `sampling_probabilities` gives each positive a weight proportional to
+    `sampling_probabilities` gives each positive the weight of its rarest latent dimension,
 
-        W(x) = prod_d 1 / (Q_d(mu_d(x)) + alpha),   Q_d: the share of positives in mu_d(x)'s bin
+        w_d(x) = 1 / (Q_d(mu_d(x)) + alpha),  normalised over the positives,   W(x) = max_d w_d(x)
 
-    (the paper's formula; alpha smooths it, and as alpha grows the draws become uniform), and the
-    training loop (`zoo.training`, with `zoo.callbacks.Resample`) draws each epoch's batches from
-    them, recomputed at the start of every epoch. The positives keep their share of the draws; the
+    with Q_d the share of positives in mu_d(x)'s histogram bin (see `rarity_weights`; alpha smooths
+    it, and as alpha grows the draws become uniform), and the training loop (`zoo.training`, with
+    `zoo.callbacks.Resample`) draws each epoch's batches from them, recomputed at the start of
+    every epoch. The positives keep their share of the draws; the
     other images are drawn uniformly. With `debias=False` the same model trains on the usual
     shuffled epochs: the baseline.
 
@@ -100,7 +101,7 @@ class DBVAE(VAE):
         loc = np.concatenate([self.encode(x[i:i + batch_size]).mean().numpy() for i in range(0, len(x), batch_size)])
         p = np.full(len(x), 1.0 / len(x))
         if positive.any():
-            p[positive] = latent_density_weights(loc[positive], self.bins, self.alpha) * positive.mean()
+            p[positive] = rarity_weights(loc[positive], self.bins, self.alpha) * positive.mean()
         return p
 
     def serving_endpoints(self):
@@ -115,15 +116,21 @@ class DBVAE(VAE):
                 "bins": self.bins, "alpha": self.alpha}
 
 
-def latent_density_weights(codes, bins=10, alpha=0.01):
-    """Weights `[N]` summing to 1, inversely proportional to the density of the codes `[N, D]`
-    estimated as the product of per-dimension histograms (`bins` equal bins from each dimension's
-    least to its largest code, as shares of N): prod_d 1 / (share_d + alpha)."""
+def rarity_weights(codes, bins=10, alpha=0.01):
+    """Weights `[N]` summing to 1 that favour the rare codes `[N, D]`: per dimension d,
+    w_d = 1 / (share_d + alpha) normalised over the codes, with share_d the fraction of the codes in
+    each code's bin (`bins` equal bins from the dimension's least to its largest code), and each
+    code weighs as its rarest dimension, max_d w_d.
+
+    The paper multiplies the dimensions' weights instead (the inverse of a density that treats
+    them as independent). Over 16 latents that product put 99% of the draws on one image of 1,218
+    (README, "Debiasing VAE"); the maximum, as in MIT 6.S191's DB-VAE lab, keeps most images in play.
+    """
     codes = np.asarray(codes, np.float64)
-    log_w = np.zeros(len(codes))
+    w = np.zeros(len(codes))
     for column in codes.T:
         counts, edges = np.histogram(column, bins=bins)
         which = np.clip(np.digitize(column, edges[1:-1]), 0, bins - 1)
-        log_w -= np.log(counts[which] / len(column) + alpha)
-    w = np.exp(log_w - log_w.max())
+        w_d = 1 / (counts[which] / len(column) + alpha)
+        w = np.maximum(w, w_d / w_d.sum())
     return w / w.sum()
