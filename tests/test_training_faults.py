@@ -22,12 +22,13 @@ def recipe(name, *args):
 
 
 def start_and_signal(command, line, sig):
-    """Starts `command`, sends `sig` once a stdout line contains `line`; returns (exit code, stdout, stderr)."""
+    """Starts `command`, sends `sig` once a stdout line starts with `line` (an epoch's closing line, not
+    the step lines inside it, which are indented); returns (exit code, stdout, stderr)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     for text in process.stdout:
         seen.append(text)
-        if line in text:
+        if text.startswith(line):
             process.send_signal(sig)
             break
     out, err = process.communicate(timeout=300)
