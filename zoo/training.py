@@ -44,8 +44,9 @@ def open_data(cls, dataset, *, seed=0, print_fn=print, **source):
 
     `zoo.data.open_split` checks shapes, pixel range and labels; here the splits must not be empty
     and, for conditional and supervised models, must have class labels (a folder needs class
-    subfolders), at most `data.MAX_CLASSES` of them (two for supervised ones), the same in both splits. Files left out by `skip_bad_files`, and a
-    test split held out of an `.npz` file, are said through `print_fn`.
+    subfolders), at most `data.MAX_CLASSES` of them (two for supervised ones), the same in both
+    splits. Files left out by `skip_bad_files`, and a test split held out of an `.npz` file, are
+    said through `print_fn`.
 
     Args:
         source: `image_size`, `channels`, `fit`, `skip_bad_files`, `cache` of `open_split`.
@@ -248,8 +249,8 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
 
     if model.likelihood != "bernoulli":
         binarize = "none"
-    stream = lambda split, **kw: batches(split, batch_size, labelled=cls.conditional or cls.supervised,
-                                             shard=shard, **kw)
+    labelled = cls.conditional or cls.supervised
+    stream = lambda split, **kw: batches(split, batch_size, labelled=labelled, shard=shard, **kw)
     train_ds = stream(train_part, shuffle=True, seed=seed, binarize=binarize)
     val_ds = stream(val_part, binarize="threshold" if binarize == "threshold" else "none") if val_part.count else None
     steps = steps_of if shard else (lambda split: None)  # a sharded stream repeats: fit needs its steps
