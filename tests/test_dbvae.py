@@ -94,6 +94,8 @@ def test_the_biased_openmoji_split_keeps_five_percent_of_the_darkest_persons():
     per_tone = [int((person[train] & (table.tones[train] == t)).sum()) for t in range(6)]
     assert per_tone == [297] * 6
     assert len(y_train) == len(train) - 2 * (297 - 15) and y_train.sum() == 4 * 297 + 2 * 15
+    tones = openmoji.persons_tones("train")
+    assert [int(((tones == t) & (y_train == 1)).sum()) for t in range(6)] == [297] * 4 + [15] * 2
 
 
 def test_a_run_resamples_every_epoch_and_reports_its_classifier(tmp_path, mnist_small, monkeypatch):

@@ -255,8 +255,7 @@ def classification_metrics(fns, x, y, dataset, batch_size=1024):
     positive = y == 1
     out = {"classifier_accuracy": float(np.mean(said == positive)), "classifier_recall": float(np.mean(said[positive]))}
     if dataset == "openmoji-persons-biased":
-        table = openmoji.catalog()
-        tones = table.tones[table.split("test")]
+        tones = openmoji.persons_tones("test")
         if len(tones) == len(y):
             out["classifier_recall_by_tone"] = {name: float(np.mean(said[positive & (tones == tone)]))
                                                 for tone, name in enumerate(openmoji.CLASSES)}

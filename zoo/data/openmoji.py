@@ -134,6 +134,18 @@ def persons(split, image_size=IMAGE_SIZE, *, files=None, print_fn=None):
     if not isinstance(image_size, int) or image_size < 1:
         raise DatasetError(f"openmoji: image_size must be a positive number of pixels, received {image_size!r}.")
     table = catalog(files)
+    keep, person = _persons(table, split)
+    return _floats(images(table, image_size, print_fn=print_fn)[keep]), person[keep].astype(np.int64)
+
+
+def persons_tones(split, *, files=None):
+    """The skin tone (0 to 5) of each image of `persons(split)`, in its order."""
+    table = catalog(files)
+    return table.tones[_persons(table, split)[0]]
+
+
+def _persons(table, split):
+    """The catalog indices of `split` of openmoji-persons-biased, and which catalog emoji are persons."""
     keep = table.split(split)
     toned = {base for base, tone in zip(table.bases, table.tones) if tone and base}  # "": the swatches
     person = np.array([base in toned for base in table.bases])
@@ -144,7 +156,7 @@ def persons(split, image_size=IMAGE_SIZE, *, files=None, print_fn=None):
                              key=lambda k: hashlib.sha256(table.names[k].encode()).hexdigest())
             dropped += members[round(RARE_KEEP * len(members)):]
         keep = np.setdiff1d(keep, dropped)
-    return _floats(images(table, image_size, print_fn=print_fn)[keep]), person[keep].astype(np.int64)
+    return keep, person
 
 
 def _floats(pixels):
