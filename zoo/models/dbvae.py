@@ -29,9 +29,8 @@ class DBVAE(VAE):
     with Q_d the share of positives in mu_d(x)'s histogram bin (see `rarity_weights`; alpha smooths
     it, and as alpha grows the draws become uniform), and the training loop (`zoo.training`, with
     `zoo.callbacks.Resample`) draws each epoch's batches from them, recomputed at the start of
-    every epoch. The positives keep their share of the draws; the
-    other images are drawn uniformly. With `debias=False` the same model trains on the usual
-    shuffled epochs: the baseline.
+    every epoch. The positives keep their share of the draws; the other images are drawn
+    uniformly. With `debias=False` the same model trains on the usual shuffled epochs: the baseline.
 
     `classify(x)` is the probability of the positive class, also served as the SavedModel's
     `classify` signature; the decoder and the other signatures are a VAE's, of the positive class.
