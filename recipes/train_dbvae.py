@@ -10,9 +10,10 @@ Defaults to `openmoji-persons-biased`, "person" vs "other" emoji, whose training
 Each epoch the person images are drawn with the weight of their rarest latent, max_d of
 1 / (Q_d(mu_d) + alpha) normalised per latent, Q_d the histogram (`--bins`) of latent d over the
 training persons, recomputed from the encoder at the start of the epoch; the other images are
-drawn uniformly. `--no-debias` shuffles as usual. Any
-dataset with two classes works: class 1 (the second class subfolder, in sorted order) is the one
-the VAE models and the resampling evens out. The training images are held in memory.
+drawn uniformly. `--no-debias` shuffles as usual. Any dataset with two classes works: class 1
+(the second class subfolder, in sorted order) is the one the VAE models and the resampling evens
+out. The training images are held in memory. On OpenMoji the draws did not favour the dark tones
+(see the README's "Debiasing VAE"): measure them with `python benchmarks/debias_draws.py RUN`.
 """
 
 import argparse
