@@ -121,8 +121,6 @@ def catalog(files=None):
 def load(split, image_size=IMAGE_SIZE, *, files=None, print_fn=None):
     """`(x, y)` of `split`: float32 RGB images (N, image_size, image_size, 3) in [0, 1] and int64
     skin-tone labels; `files` restricts the dataset to those SVGs (as tests do)."""
-    if not isinstance(image_size, int) or image_size < 1:
-        raise DatasetError(f"openmoji: image_size must be a positive number of pixels, received {image_size!r}.")
     table = catalog(files)
     keep = table.split(split)
     return _floats(images(table, image_size, print_fn=print_fn)[keep]), table.tones[keep]
@@ -131,8 +129,6 @@ def load(split, image_size=IMAGE_SIZE, *, files=None, print_fn=None):
 def persons(split, image_size=IMAGE_SIZE, *, files=None, print_fn=None):
     """`(x, y)` of `split` of openmoji-persons-biased (see the module): y is 1 for a person emoji, 0
     for any other; the train split keeps `RARE_KEEP` of the persons of each of `RARE_TONES`."""
-    if not isinstance(image_size, int) or image_size < 1:
-        raise DatasetError(f"openmoji: image_size must be a positive number of pixels, received {image_size!r}.")
     table = catalog(files)
     keep, person = _persons(table, split)
     return _floats(images(table, image_size, print_fn=print_fn)[keep]), person[keep].astype(np.int64)
@@ -186,6 +182,8 @@ def pairs(split, *, files=None):
 
 def images(table, image_size=IMAGE_SIZE, *, print_fn=None):
     """The uint8 RGB images of every emoji of `table`, from the cache or rasterized and cached."""
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DatasetError(f"openmoji: image_size must be a positive number of pixels, received {image_size!r}.")
     print_fn = print_fn or _stderr
     key = hashlib.sha256("\n".join((table.version, *table.paths)).encode()).hexdigest()[:12]
     path = os.path.join(cache_dir(), f"openmoji-{image_size}-{key}.npz")
