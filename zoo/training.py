@@ -251,7 +251,6 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
         binarize = "none"
     labelled = cls.conditional or cls.supervised
     stream = lambda split, **kw: batches(split, batch_size, labelled=labelled, shard=shard, **kw)
-    train_ds = stream(train_part, shuffle=True, seed=seed, binarize=binarize)
     val_ds = stream(val_part, binarize="threshold" if binarize == "threshold" else "none") if val_part.count else None
     steps = steps_of if shard else (lambda split: None)  # a sharded stream repeats: fit needs its steps
     resampling = getattr(model, "debias", False)  # dbvae: each epoch's draws follow its latent density
@@ -270,12 +269,13 @@ def train(variant, *, out, dataset="mnist5k", epochs=30, batch_size=32, latent_d
                                       early_stopping=stopping, progress=progress)
     state = checkpoint.restore(model, resume_from)
     done = state["epoch"] if state else 0
-    train_steps = steps(train_part)
     if resampling:
         train_ds, log_probabilities, (x_train, y_train) = resampled_batches(
             train_part, batch_size, steps=range(done * steps_per_epoch, epochs * steps_per_epoch), seed=seed,
             binarize=binarize)
         train_steps = steps_per_epoch
+    else:
+        train_ds, train_steps = stream(train_part, shuffle=True, seed=seed, binarize=binarize), steps(train_part)
     artifacts.begin_run(out)
     history_path = os.path.join(out, HISTORY)
     callbacks.truncate_history(history_path, done)
